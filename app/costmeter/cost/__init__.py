@@ -1,0 +1,1 @@
+"""Prices, energy accounting and the cost of devices and hosts over a period."""

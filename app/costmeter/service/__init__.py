@@ -1,0 +1,1 @@
+"""The running monitor: sampling loop -> energy intervals -> store."""

@@ -1,0 +1,1 @@
+"""SQLite history: schema and migrations, a batched writer, rollups, retention and queries."""

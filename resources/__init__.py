@@ -1,0 +1,1 @@
+"""Data files shipped with Costmeter (installed as the package ``costmeter.resources``)."""
