@@ -1,0 +1,113 @@
+"""``costmeter report``: energy, cost, idle cost and carbon per device and host, with totals."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import time
+from typing import Any
+
+from costmeter.cli.common import load_config_from, resolve_db, say
+from costmeter.cli.table import render
+from costmeter.core.units import format_duration, parse_duration
+from costmeter.cost.ledger import CostReport, format_money, price_usage
+from costmeter.store import Store
+
+CSV_FIELDS = (
+    "kind",
+    "host",
+    "index",
+    "name",
+    "hours",
+    "avg_util",
+    "energy_kwh",
+    "energy_source",
+    "cost",
+    "idle_cost",
+    "carbon_kg",
+)
+
+
+def build_report(args: argparse.Namespace, now: float | None = None) -> CostReport | None:
+    config = load_config_from(args)
+    since = parse_duration(args.since)
+    db = resolve_db(args)
+    if not db.exists():
+        say(f"there is no database at {db} yet. Record first: costmeter record --db {db}")
+        return None
+    end = time.time() if now is None else now
+    start = end - since
+    store = Store.open(db)
+    try:
+        if store.notice:
+            say(store.notice)
+        devices = store.device_usage(start, end)
+        hosts = store.host_usage(start, end)
+    finally:
+        store.close()
+    return price_usage(devices, hosts, config.pricing(), start, end)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        report = build_report(args)
+    except ValueError as exc:
+        say(str(exc))
+        return 2
+    if report is None:
+        return 1
+    if args.format == "json":
+        print(json.dumps(report.to_dict(), indent=2))
+    elif args.format == "csv":
+        print(_csv(report.to_dict()), end="")
+    else:
+        print(_table(report, args.since))
+    return 0
+
+
+def _csv(data: dict[str, Any]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for d in data["devices"]:
+        writer.writerow({"kind": "gpu", **d})
+    for h in data["hosts"]:
+        writer.writerow({"kind": "cpu", "index": "", "name": "CPU", **h, "energy_kwh": h["cpu_energy_kwh"]})
+    writer.writerow({"kind": "total", **data["total"]})
+    return out.getvalue()
+
+
+def _table(report: CostReport, since: str) -> str:
+    cur = report.currency
+
+    def money(v: float) -> str:
+        return format_money(v, cur)
+
+    headers = ["HOST", "GPU", "NAME", "HOURS", "UTIL", "ENERGY", "SOURCE", "COST", "IDLE COST", "CO2"]
+    rows = []
+    for d in report.devices:
+        util = "n/a" if d.avg_util is None else f"{d.avg_util:.0f}%"
+        name = d.name + (" (lost)" if d.lost else "")
+        rows.append(
+            [d.host, str(d.index), name, f"{d.hours:.2f}", util, f"{d.energy_kwh:.3f} kWh",
+             d.energy_source, money(d.cost), money(d.idle_cost), f"{d.carbon_kg:.2f} kg"]
+        )
+    for h in report.hosts:
+        util = f"{100 * h.used_core_hours / h.core_hours:.0f}%" if h.core_hours else "n/a"
+        rows.append(
+            [h.host, "cpu", f"{h.cpu_count} CPUs", f"{h.hours:.2f}", util,
+             f"{h.cpu_energy_kwh:.3f} kWh", h.energy_source, money(h.cost), money(h.idle_cost),
+             f"{h.carbon_kg:.2f} kg"]
+        )
+    t = report.total
+    rows.append(
+        ["TOTAL", "", "", "", "", f"{t.energy_kwh:.3f} kWh", "", money(t.cost), money(t.idle_cost),
+         f"{t.carbon_kg:.2f} kg"]
+    )
+    span = format_duration(report.end - report.start)
+    title = f"Cost over the last {since} ({span} window)"
+    if not report.devices and not report.hosts:
+        return title + "\nNo samples in this window. Record with: costmeter record"
+    return title + "\n" + render(headers, rows, numeric={3, 4, 5, 7, 8, 9})

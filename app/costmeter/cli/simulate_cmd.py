@@ -1,0 +1,63 @@
+"""``costmeter simulate``: hours of simulated history, written in seconds on a simulated clock."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+from costmeter.cli.common import load_config_from, resolve_db, say
+from costmeter.core import StoreError, Tick
+from costmeter.service.monitor import Monitor, MonitorOptions
+
+DEFAULT_SPEC = "4"
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.hours <= 0:
+        say("--hours must be more than 0.")
+        return 2
+    config = load_config_from(args)
+    spec = args.simulate or DEFAULT_SPEC
+    args.simulate = spec
+    interval = args.interval or config.interval_s
+    end = math.floor(time.time() / interval) * interval
+    start = end - args.hours * 3600
+    db = resolve_db(args)
+    monitor = Monitor(
+        MonitorOptions(
+            db_path=db,
+            config=config,
+            interval_s=interval,
+            simulate=spec,
+            seed=args.seed,
+            simulated_start=start,
+        ),
+        on_message=say,
+    )
+    try:
+        monitor.open()
+    except (StoreError, ValueError) as exc:
+        say(str(exc))
+        monitor.close()
+        return 3
+    next_report = [0.1]
+
+    def progress(tick: Tick) -> None:
+        done = (tick.ts - start) / (end - start)
+        if done >= next_report[0]:
+            say(f"simulated {done:.0%} ({tick.ts - start:,.0f} of {end - start:,.0f} s)")
+            next_report[0] += 0.1
+
+    monitor.add_listener(progress)
+    gpus = len(monitor.devices)
+    t0 = time.monotonic()
+    try:
+        monitor.run_until(end)
+    finally:
+        monitor.close()
+    say(
+        f"wrote {args.hours:g} h of history for {gpus} simulated GPUs ({monitor.ticks:,} ticks) "
+        f"into {db} in {time.monotonic() - t0:.1f} s."
+    )
+    return 0

@@ -1,0 +1,189 @@
+"""The running monitor: samplers -> energy intervals -> store, reported to listeners.
+
+Used by ``costmeter record`` and ``costmeter simulate`` now, by the desktop app and the agent later.
+It owns no thread of its own besides the sampling loop's; the store's writer has its own, so a
+tick never waits on the disk.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from costmeter.config import Config
+from costmeter.core import (
+    Clock,
+    DeviceInfo,
+    HostInfo,
+    HostSample,
+    SamplerUnavailable,
+    SimulatedClock,
+    SystemClock,
+    Tick,
+)
+from costmeter.cost.energy import EnergyTracker
+from costmeter.sampling.host import HostSampler
+from costmeter.sampling.loop import SamplingLoop
+from costmeter.sampling.nvml import NvmlSampler
+from costmeter.sampling.simulated import FakeNvml, SimulatedHostSampler, make_fake_nvml
+from costmeter.store import RetentionPolicy, Writer
+
+Listener = Callable[[Tick], None]
+
+
+class _HostSource(Protocol):
+    def info(self) -> HostInfo: ...
+
+    def sample(self, tracked_pids: frozenset[int] = ...) -> HostSample: ...
+
+
+def _stderr(message: str) -> None:
+    print(f"costmeter: {message}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class MonitorOptions:
+    db_path: Path
+    config: Config
+    interval_s: float | None = None
+    #: A simulated-GPU SPEC (see ``costmeter.sampling.simulated.parse_spec``), or None for NVML.
+    simulate: str | None = None
+    seed: int = 0
+    #: Run on a simulated clock that starts here (``costmeter simulate``); None = real time.
+    simulated_start: float | None = None
+    tracked_pids: set[int] = field(default_factory=set)
+
+
+class Monitor:
+    def __init__(
+        self, options: MonitorOptions, *, on_message: Callable[[str], None] = _stderr
+    ) -> None:
+        self.options = options
+        self._say = on_message
+        self.interval_s = options.interval_s or options.config.interval_s
+        self.clock: Clock = (
+            SimulatedClock(options.simulated_start)
+            if options.simulated_start is not None
+            else SystemClock()
+        )
+        self.fake: FakeNvml | None = None
+        self.gpu: NvmlSampler | None = None
+        self.host_sampler: _HostSource | None = None
+        self.host_info: HostInfo | None = None
+        self.writer: Writer | None = None
+        self.gpu_mode = "none"
+        self._listeners: list[Listener] = []
+        self._energy = EnergyTracker(max_gap_s=max(5.0, 5 * self.interval_s))
+        self._loop: SamplingLoop | None = None
+        self.ticks = 0
+
+    # -- set-up -----------------------------------------------------------------------------
+    def open(self) -> None:
+        """Start samplers and the writer. Raises StoreLockedError/StoreError for the database."""
+        opts = self.options
+        bulk = opts.simulated_start is not None
+        hostname = "sim-host" if bulk else socket.gethostname()
+        if opts.simulate is not None:
+            self.fake = make_fake_nvml(opts.simulate, seed=opts.seed, clock=self.clock)
+            self.gpu = NvmlSampler(self.fake, host=hostname, clock=self.clock)
+            self.gpu_mode = "simulated"
+        else:
+            self.gpu = NvmlSampler(host=hostname, clock=self.clock)
+            self.gpu_mode = "nvml"
+        try:
+            self.gpu.open()
+        except SamplerUnavailable as exc:
+            self._say(str(exc))
+            self.gpu = None
+            self.gpu_mode = "none"
+        if bulk and self.fake is not None:
+            self.host_sampler = SimulatedHostSampler(self.fake, clock=self.clock)
+        else:
+            self.host_sampler = HostSampler(
+                clock=self.clock,
+                hostname=hostname,
+                process_scan_interval_s=opts.config.process_scan_interval_s,
+                process_fallback=self.fake.process_sample if self.fake is not None else None,
+            )
+        self.host_info = self.host_sampler.info()
+        retention = opts.config.retention
+        self.writer = Writer(
+            opts.db_path,
+            clock=self.clock,
+            retention=RetentionPolicy(
+                raw_days=retention.raw_days,
+                minute_days=retention.minute_days,
+                hour_days=retention.hour_days,
+            ),
+            on_error=self._say,
+        )
+        self.writer.start()
+        self.writer.register(self.host_info, self.devices)
+
+    @property
+    def devices(self) -> list[DeviceInfo]:
+        return list(self.gpu.devices) if self.gpu is not None else []
+
+    def add_listener(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    # -- one tick ---------------------------------------------------------------------------
+    def tick(self) -> Tick:
+        assert self.host_sampler is not None and self.writer is not None and self.host_info
+        devices = self.gpu.sample() if self.gpu is not None else ()
+        if self.gpu is not None:
+            messages = self.gpu.drain_messages()
+            for message in messages:
+                self._say(message)
+            if messages:  # a metric went N/A or a GPU was lost: keep the store's record current
+                self.writer.register(self.host_info, self.devices)
+        pids = {p.pid for d in devices for p in d.processes} | self.options.tracked_pids
+        host = self.host_sampler.sample(frozenset(pids))
+        tick = Tick(
+            ts=host.ts,
+            host=self.host_info.hostname,
+            host_sample=host,
+            devices=devices,
+            device_intervals={d.uuid: self._energy.device_interval(d) for d in devices},
+            host_interval=self._energy.host_interval(
+                host, cpu_count=self.host_info.cpu_count, tdp_w=self.cpu_tdp_w
+            ),
+        )
+        self.writer.submit(tick, wait=self.options.simulated_start is not None)
+        self.ticks += 1
+        for listener in self._listeners:
+            listener(tick)
+        return tick
+
+    @property
+    def cpu_tdp_w(self) -> float:
+        return self.options.config.pricing().cpu_tdp_w
+
+    # -- running ----------------------------------------------------------------------------
+    def make_loop(self) -> SamplingLoop:
+        self._loop = SamplingLoop(
+            self.tick, interval_s=self.interval_s, clock=self.clock, on_error=self._say
+        )
+        return self._loop
+
+    def run_until(self, end_ts: float | None) -> int:
+        """Sample on the calling thread until ``end_ts`` (clock time) or ``stop()``."""
+        return self.make_loop().run_until(end_ts)
+
+    def stop(self) -> None:
+        if self._loop is not None:
+            self._loop.stop()
+
+    def close(self) -> None:
+        self.stop()
+        if self.writer is not None:
+            self.writer.stop()
+            self.writer = None
+        if self.gpu is not None:
+            self.gpu.close()
+            self.gpu = None
+
