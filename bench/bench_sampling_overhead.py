@@ -61,15 +61,25 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="costmeter-bench-"))
     commands = {
         "costmeter record --simulate 8 --interval 1": [
-            str(bindir / "costmeter"), "record", "--simulate", "8", "--interval", "1",
-            "--db", str(tmp / "bench.db"),
+            str(bindir / "costmeter"),
+            "record",
+            "--simulate",
+            "8",
+            "--interval",
+            "1",
+            "--db",
+            str(tmp / "bench.db"),
         ],
         "bare loop (same reads, no store)": [sys.executable, "-c", BARE_LOOP],
     }
     glances = shutil.which("glances", path=str(bindir)) or shutil.which("glances")
     if glances:
         commands["glances --stdout cpu.total,mem.percent,load -t 1"] = [
-            glances, "--stdout", "cpu.total,mem.percent,load", "-t", "1",
+            glances,
+            "--stdout",
+            "cpu.total,mem.percent,load",
+            "-t",
+            "1",
         ]
     procs = {
         name: subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -87,7 +97,9 @@ def main() -> None:
         for p in procs.values():
             p.wait(10)
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, python {platform.python_version()}")
+    print(
+        f"machine: {platform.platform()}, {os.cpu_count()} CPUs, python {platform.python_version()}"
+    )
     print(f"window: {args.seconds:.0f} s after {args.warmup:.0f} s warm-up; all processes at once")
     base = after["bare loop (same reads, no store)"] - before["bare loop (same reads, no store)"]
     for name in commands:

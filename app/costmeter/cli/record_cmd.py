@@ -57,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     say(
-        f"stopped after {format_duration(time.monotonic() - started)}: {monitor.ticks} samples "
-        f"saved. See them with: costmeter report --db {db}"
+        f"stopped after {format_duration(time.monotonic() - started)}: {monitor.ticks} "
+        f"sample{'s' if monitor.ticks != 1 else ''} saved. "
+        f"See them with: costmeter report --db {db}"
     )
     return 0

@@ -37,12 +37,13 @@ class SamplingLoop:
         self.failed = 0
 
     def run_until(self, end_ts: float | None = None) -> int:
-        """Run on the calling thread until ``end_ts`` (clock time) or ``stop()``; return ticks run."""
+        """Run on this thread until ``end_ts`` (clock time) or ``stop()``; return ticks run."""
         t0 = self._clock.now()
         k = 0
         while not self._stop.is_set():
             due = t0 + k * self.interval_s
             if end_ts is not None and due >= end_ts:
+                self._clock.sleep_until(end_ts, self._stop)  # honour the whole duration
                 break
             if not self._clock.sleep_until(due, self._stop):
                 break

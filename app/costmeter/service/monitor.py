@@ -122,6 +122,8 @@ class Monitor:
             on_error=self._say,
         )
         self.writer.start()
+        if self.writer.notice:  # a damaged file was moved aside: say where it went
+            self._say(self.writer.notice)
         self.writer.register(self.host_info, self.devices)
 
     @property
@@ -159,6 +161,9 @@ class Monitor:
             listener(tick)
         return tick
 
+    def _tick_and_forget(self) -> None:
+        self.tick()
+
     @property
     def cpu_tdp_w(self) -> float:
         return self.options.config.pricing().cpu_tdp_w
@@ -166,7 +171,7 @@ class Monitor:
     # -- running ----------------------------------------------------------------------------
     def make_loop(self) -> SamplingLoop:
         self._loop = SamplingLoop(
-            self.tick, interval_s=self.interval_s, clock=self.clock, on_error=self._say
+            self._tick_and_forget, interval_s=self.interval_s, clock=self.clock, on_error=self._say
         )
         return self._loop
 
@@ -186,4 +191,3 @@ class Monitor:
         if self.gpu is not None:
             self.gpu.close()
             self.gpu = None
-

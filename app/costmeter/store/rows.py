@@ -1,0 +1,278 @@
+"""Turning ticks into table rows, with the id caches the writer thread keeps."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from operator import attrgetter
+
+from costmeter.core.model import DeviceInfo, DeviceSample, HostInfo, Tick
+
+#: Parameters: device_id, ts_s, dt_s, energy_j, measured, then ``DEVICE_VALUES`` in order.
+#: SQLite does the unit conversions and rounding: cheaper than doing them in Python.
+DEVICE_INSERT = (
+    "INSERT OR REPLACE INTO device_samples VALUES (?1, CAST(round(?2 * 1000) AS INTEGER),"
+    " CAST(round(?3 * 1000) AS INTEGER), CAST(round(?6) AS INTEGER), CAST(round(?7) AS INTEGER),"
+    " ?8, CAST(round(?9 * 1000) AS INTEGER), CAST(round(?4 * 1000) AS INTEGER), ?5,"
+    " CAST(round(?10) AS INTEGER), CAST(round(?11) AS INTEGER), CAST(round(?12) AS INTEGER))"
+)
+DEVICE_VALUES = attrgetter(
+    "gpu_util", "mem_util", "mem_used", "power_w", "temp_c", "sm_clock_mhz", "mem_clock_mhz"
+)
+HOST_INSERT = "INSERT OR REPLACE INTO host_samples VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+GPU_PROC_INSERT = "INSERT OR REPLACE INTO gpu_process_samples VALUES (?,?,?,?,?)"
+PROC_INSERT = "INSERT OR REPLACE INTO process_samples VALUES (?,?,?,?,?)"
+
+
+def _int(v: float | None) -> int | None:
+    return None if v is None else round(v)
+
+
+def ms(ts: float) -> int:
+    return round(ts * 1000)
+
+
+def pack_per_core(per_core: Sequence[float]) -> bytes:
+    """One byte per core, in half-percent steps (0..200)."""
+    return bytes(min(200, max(0, round(p * 2))) for p in per_core)
+
+
+def unpack_per_core(blob: bytes | None) -> tuple[float, ...]:
+    return tuple(b / 2 for b in blob) if blob else ()
+
+
+@dataclass
+class Batch:
+    """Rows for one transaction, plus what the rollups and device records need to know."""
+
+    device_rows: list[tuple[object, ...]] = field(default_factory=list)
+    host_rows: list[tuple[object, ...]] = field(default_factory=list)
+    gpu_proc_rows: list[tuple[object, ...]] = field(default_factory=list)
+    proc_rows: list[tuple[object, ...]] = field(default_factory=list)
+    #: First and last sample time (s) per device / host: the rollup buckets to recompute.
+    device_spans: dict[int, list[float]] = field(default_factory=dict)
+    host_spans: dict[int, list[float]] = field(default_factory=dict)
+    device_lost: dict[int, float] = field(default_factory=dict)
+    host_seen: dict[int, float] = field(default_factory=dict)
+
+    @staticmethod
+    def ms_spans(spans: dict[int, list[float]]) -> dict[int, list[int]]:
+        return {k: [ms(a), ms(b)] for k, (a, b) in spans.items()}
+
+    @property
+    def row_count(self) -> int:
+        return (
+            len(self.device_rows)
+            + len(self.host_rows)
+            + len(self.gpu_proc_rows)
+            + len(self.proc_rows)
+        )
+
+
+class Registry:
+    """Maps hostnames, GPU UUIDs and processes to row ids, inserting rows on first sight.
+
+    Only valid inside the transaction that filled it: drop it after a rollback.
+    """
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.hosts: dict[str, tuple[int, int]] = {
+            name: (hid, cpus or 1)
+            for hid, name, cpus in conn.execute("SELECT id, hostname, cpu_count FROM hosts")
+        }
+        self.devices: dict[str, int] = dict(conn.execute("SELECT uuid, id FROM devices"))
+        self.procs: dict[tuple[int, int, float], int] = {}
+        self.latest_proc: dict[tuple[int, int], int] = {}
+
+    def cpu_counts(self) -> dict[int, int]:
+        return {hid: cpus for hid, cpus in self.hosts.values()}
+
+    def host_id(self, hostname: str, now: float) -> int:
+        known = self.hosts.get(hostname)
+        if known is not None:
+            return known[0]
+        cur = self.conn.execute(
+            "INSERT INTO hosts (hostname, cpu_count, first_seen, last_seen) VALUES (?, 1, ?, ?)",
+            (hostname, now, now),
+        )
+        hid = int(cur.lastrowid or 0)
+        self.hosts[hostname] = (hid, 1)
+        return hid
+
+    def device_id(self, host_id: int, sample: DeviceSample) -> int:
+        known = self.devices.get(sample.uuid)
+        if known is not None:
+            return known
+        cur = self.conn.execute(
+            "INSERT INTO devices (host_id, idx, uuid, name, unsupported, first_seen, last_seen)"
+            " VALUES (?, ?, ?, ?, '[]', ?, ?)",
+            (host_id, sample.index, sample.uuid, "", sample.ts, sample.ts),
+        )
+        did = int(cur.lastrowid or 0)
+        self.devices[sample.uuid] = did
+        return did
+
+    def register(self, host: HostInfo, devices: Sequence[DeviceInfo], now: float) -> None:
+        """Insert or update the host and its devices; devices it no longer lists count as lost."""
+        hid = self.host_id(host.hostname, now)
+        self.conn.execute(
+            "UPDATE hosts SET cpu_count = ?, cpu_model = ?, memory_total = ?, physical_cores = ?,"
+            " last_seen = ? WHERE id = ?",
+            (host.cpu_count, host.cpu_model, host.memory_total, host.physical_cores, now, hid),
+        )
+        self.hosts[host.hostname] = (hid, max(1, host.cpu_count))
+        listed = []
+        for info in devices:
+            did = self.device_id(hid, DeviceSample(uuid=info.uuid, index=info.index, ts=now))
+            listed.append(did)
+            cc = info.compute_capability
+            self.conn.execute(
+                "UPDATE devices SET host_id = ?, idx = ?, name = ?, memory_total = ?,"
+                " power_limit_w = ?, architecture = ?, compute_capability = ?, unsupported = ?,"
+                " last_seen = ?, lost_at = NULL WHERE id = ?",
+                (
+                    hid,
+                    info.index,
+                    info.name,
+                    info.memory_total,
+                    info.power_limit_w,
+                    info.architecture,
+                    f"{cc[0]}.{cc[1]}" if cc else None,
+                    json.dumps(sorted(info.unsupported)),
+                    now,
+                    did,
+                ),
+            )
+        marks = ",".join("?" * len(listed))
+        self.conn.execute(
+            f"UPDATE devices SET lost_at = ? WHERE host_id = ? AND lost_at IS NULL"
+            f" AND id NOT IN ({marks})",
+            (now, hid, *listed),
+        )
+
+    def proc_id(
+        self,
+        host_id: int,
+        pid: int,
+        create_time: float | None = None,
+        name: str = "",
+        cmdline: str = "",
+        user: str = "",
+    ) -> int:
+        """A process's id; a GPU process seen without its CPU-side sample reuses the last one."""
+        if create_time is None:
+            latest = self.latest_proc.get((host_id, pid))
+            if latest is not None:
+                return latest
+            create_time = 0.0
+        key = (host_id, pid, create_time)
+        pid_id = self.procs.get(key)
+        if pid_id is None:
+            self.conn.execute(
+                "INSERT OR IGNORE INTO processes (host_id, pid, create_time, name, cmdline, user)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (host_id, pid, create_time, name, cmdline, user),
+            )
+            row = self.conn.execute(
+                "SELECT id FROM processes WHERE host_id = ? AND pid = ? AND create_time = ?", key
+            ).fetchone()
+            pid_id = int(row[0])
+            self.procs[key] = pid_id
+        self.latest_proc[(host_id, pid)] = pid_id
+        return pid_id
+
+
+def _widen(spans: dict[int, list[float]], key: int, ts: float) -> None:
+    span = spans.get(key)
+    if span is None:
+        spans[key] = [ts, ts]
+    elif ts > span[1]:
+        span[1] = ts
+    elif ts < span[0]:
+        span[0] = ts
+
+
+def add_tick(batch: Batch, reg: Registry, tick: Tick) -> None:
+    """Append one tick's rows to the batch (lost GPUs only mark the device)."""
+    hid = reg.host_id(tick.host, tick.ts)
+    hs = tick.host_sample
+    if hs is not None:
+        t = ms(hs.ts)
+        iv = tick.host_interval
+        batch.host_rows.append(
+            (
+                hid,
+                t,
+                ms(iv.dt_s) if iv else 0,
+                hs.cpu_percent,
+                pack_per_core(hs.per_core),
+                hs.load1,
+                hs.load5,
+                hs.load15,
+                hs.mem_used,
+                hs.mem_total,
+                hs.swap_used,
+                _int(hs.disk_read_bps),
+                _int(hs.disk_write_bps),
+                _int(hs.net_rx_bps),
+                _int(hs.net_tx_bps),
+                ms(iv.energy_j) if iv and iv.energy_j is not None else None,
+                1 if iv and iv.energy_measured else 0,
+            )
+        )
+        _widen(batch.host_spans, hid, hs.ts)
+        for p in hs.processes:
+            pid = reg.proc_id(hid, p.pid, p.create_time, p.name, p.cmdline, p.user)
+            batch.proc_rows.append((pid, t, p.cpu_percent, p.rss, p.cpu_time_s))
+    if tick.ts > batch.host_seen.get(hid, 0.0):
+        batch.host_seen[hid] = tick.ts
+    rows = batch.device_rows
+    spans = batch.device_spans
+    intervals = tick.device_intervals
+    devices = reg.devices
+    for s in tick.devices:
+        did = devices.get(s.uuid)
+        if did is None:
+            did = reg.device_id(hid, s)
+        if s.lost:
+            batch.device_lost.setdefault(did, s.ts)
+            continue
+        iv = intervals.get(s.uuid)
+        head = (
+            (did, s.ts, iv.dt_s, iv.energy_j, iv.energy_measured) if iv else (did, s.ts, 0, None, 0)
+        )
+        rows.append(head + DEVICE_VALUES(s))
+        _widen(spans, did, s.ts)
+        if s.processes:
+            t = ms(s.ts)
+            for gp in s.processes:
+                proc = reg.proc_id(hid, gp.pid)
+                batch.gpu_proc_rows.append((did, t, proc, gp.used_memory, _int(gp.sm_util)))
+
+
+def write_batch(conn: sqlite3.Connection, batch: Batch) -> None:
+    """Insert the rows and update device/host records (inside the caller's transaction)."""
+    conn.executemany(DEVICE_INSERT, batch.device_rows)
+    if batch.host_rows:
+        conn.executemany(HOST_INSERT, batch.host_rows)
+    if batch.gpu_proc_rows:
+        conn.executemany(GPU_PROC_INSERT, batch.gpu_proc_rows)
+    if batch.proc_rows:
+        conn.executemany(PROC_INSERT, batch.proc_rows)
+    conn.executemany(
+        "UPDATE devices SET last_seen = max(coalesce(last_seen, 0), ?1),"
+        " lost_at = CASE WHEN lost_at < ?1 THEN NULL ELSE lost_at END WHERE id = ?2",
+        [(span[1], did) for did, span in batch.device_spans.items()],
+    )
+    conn.executemany(
+        "UPDATE devices SET lost_at = ?1 WHERE id = ?2 AND lost_at IS NULL"
+        " AND coalesce(last_seen, 0) <= ?1",
+        [(ts, did) for did, ts in batch.device_lost.items()],
+    )
+    conn.executemany(
+        "UPDATE hosts SET last_seen = max(coalesce(last_seen, 0), ?) WHERE id = ?",
+        [(ts, hid) for hid, ts in batch.host_seen.items()],
+    )

@@ -1,0 +1,226 @@
+"""Schema and numbered migrations, tracked by ``PRAGMA user_version``.
+
+Migration ``n`` (1-based) brings a database from version ``n - 1`` to ``n``. Add new migrations at
+the end of ``MIGRATIONS``; never edit one that has shipped.
+
+Sample tables are ``WITHOUT ROWID`` with a ``(device_id, ts)``-style primary key and integer columns
+(ms, mW, mJ, bytes, MHz) so that one GPU-day at 1 Hz stays well under 8 MB.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Sequence
+
+import sqlite_utils
+
+from costmeter.core.errors import StoreError
+
+#: Raw device columns that get min/avg/max in the rollups (stored units: %, bytes, mW, C, MHz).
+DEVICE_ROLLUP_METRICS: tuple[str, ...] = (
+    "gpu_util",
+    "mem_util",
+    "mem_used",
+    "power_mw",
+    "temp_c",
+    "sm_clock",
+    "mem_clock",
+)
+
+#: Raw host columns that get min/avg/max in the rollups.
+HOST_ROLLUP_METRICS: tuple[str, ...] = (
+    "cpu_pct",
+    "mem_used",
+    "load1",
+    "swap_used",
+    "disk_read",
+    "disk_write",
+    "net_rx",
+    "net_tx",
+)
+
+_RAW_TABLES_SQL = """
+CREATE TABLE device_samples (
+    device_id INTEGER NOT NULL,
+    ts INTEGER NOT NULL,
+    dt_ms INTEGER NOT NULL,
+    gpu_util INTEGER,
+    mem_util INTEGER,
+    mem_used INTEGER,
+    power_mw INTEGER,
+    energy_mj INTEGER,
+    energy_measured INTEGER NOT NULL,
+    temp_c INTEGER,
+    sm_clock INTEGER,
+    mem_clock INTEGER,
+    PRIMARY KEY (device_id, ts)
+) WITHOUT ROWID;
+CREATE TABLE host_samples (
+    host_id INTEGER NOT NULL,
+    ts INTEGER NOT NULL,
+    dt_ms INTEGER NOT NULL,
+    cpu_pct REAL,
+    per_core BLOB,
+    load1 REAL,
+    load5 REAL,
+    load15 REAL,
+    mem_used INTEGER,
+    mem_total INTEGER,
+    swap_used INTEGER,
+    disk_read INTEGER,
+    disk_write INTEGER,
+    net_rx INTEGER,
+    net_tx INTEGER,
+    cpu_energy_mj INTEGER,
+    cpu_energy_measured INTEGER NOT NULL,
+    PRIMARY KEY (host_id, ts)
+) WITHOUT ROWID;
+CREATE TABLE gpu_process_samples (
+    device_id INTEGER NOT NULL,
+    ts INTEGER NOT NULL,
+    proc_id INTEGER NOT NULL,
+    gpu_mem INTEGER,
+    sm_util INTEGER,
+    PRIMARY KEY (device_id, ts, proc_id)
+) WITHOUT ROWID;
+CREATE TABLE process_samples (
+    proc_id INTEGER NOT NULL,
+    ts INTEGER NOT NULL,
+    cpu_pct REAL,
+    rss INTEGER,
+    cpu_time_s REAL,
+    PRIMARY KEY (proc_id, ts)
+) WITHOUT ROWID;
+"""
+
+
+def _stat_columns(metrics: Sequence[str]) -> str:
+    return "".join(f"{m}_min, {m}_avg REAL, {m}_max, " for m in metrics)
+
+
+def _rollup_tables_sql() -> str:
+    parts = []
+    for suffix in ("1m", "1h"):
+        parts.append(
+            f"CREATE TABLE device_rollup_{suffix} (device_id INTEGER NOT NULL, ts INTEGER NOT NULL,"
+            " n INTEGER NOT NULL, dt_ms INTEGER NOT NULL, idle_ms INTEGER NOT NULL,"
+            " util_ms INTEGER NOT NULL, util_known_ms INTEGER NOT NULL,"
+            " energy_mj INTEGER NOT NULL, energy_measured_mj INTEGER NOT NULL,"
+            f" idle_energy_mj INTEGER NOT NULL, {_stat_columns(DEVICE_ROLLUP_METRICS)}"
+            " PRIMARY KEY (device_id, ts)) WITHOUT ROWID;"
+        )
+        parts.append(
+            f"CREATE TABLE host_rollup_{suffix} (host_id INTEGER NOT NULL, ts INTEGER NOT NULL,"
+            " n INTEGER NOT NULL, dt_ms INTEGER NOT NULL, busy_core_ms REAL NOT NULL,"
+            " cpu_energy_mj INTEGER NOT NULL, cpu_energy_measured_mj INTEGER NOT NULL,"
+            f" {_stat_columns(HOST_ROLLUP_METRICS)} PRIMARY KEY (host_id, ts)) WITHOUT ROWID;"
+        )
+    return "\n".join(parts)
+
+
+def _migration_1(db: sqlite_utils.Database) -> None:
+    """Everything: hosts, devices, samples, processes, rollups, runs, settings."""
+    db.table("hosts").create(
+        {
+            "id": int,
+            "hostname": str,
+            "cpu_count": int,
+            "cpu_model": str,
+            "memory_total": int,
+            "physical_cores": int,
+            "first_seen": float,
+            "last_seen": float,
+        },
+        pk="id",
+        not_null={"hostname"},
+    )
+    db.table("hosts").create_index(["hostname"], unique=True)
+    db.table("devices").create(
+        {
+            "id": int,
+            "host_id": int,
+            "idx": int,
+            "uuid": str,
+            "name": str,
+            "memory_total": int,
+            "power_limit_w": float,
+            "architecture": str,
+            "compute_capability": str,
+            "unsupported": str,  # JSON list of metric names
+            "first_seen": float,
+            "last_seen": float,
+            "lost_at": float,
+        },
+        pk="id",
+        not_null={"host_id", "uuid"},
+        foreign_keys=[("host_id", "hosts", "id")],
+    )
+    db.table("devices").create_index(["uuid"], unique=True)
+    db.table("processes").create(
+        {
+            "id": int,
+            "host_id": int,
+            "pid": int,
+            "create_time": float,
+            "name": str,
+            "cmdline": str,
+            "user": str,
+        },
+        pk="id",
+        not_null={"host_id", "pid", "create_time"},
+    )
+    db.table("processes").create_index(["host_id", "pid", "create_time"], unique=True)
+    db.table("runs").create(
+        {
+            "id": int,
+            "name": str,
+            "backend": str,
+            "spec": str,  # JSON
+            "status": str,
+            "started": float,
+            "ended": float,
+            "exit_code": int,
+            "gpus": str,  # JSON
+            "pids": str,  # JSON
+        },
+        pk="id",
+    )
+    db.table("settings").create({"key": str, "value": str}, pk="key")
+    # Internal bookkeeping (retention cut-offs), kept apart from user settings.
+    db.table("store_meta").create({"key": str, "value": int}, pk="key")
+    db.executescript(_RAW_TABLES_SQL + _rollup_tables_sql())
+
+
+Migration = Callable[[sqlite_utils.Database], None]
+
+#: Migration ``i`` (0-based) takes the schema from version ``i`` to ``i + 1``.
+MIGRATIONS: list[Migration] = [_migration_1]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(
+    conn: sqlite3.Connection, path: str, migrations: Sequence[Migration] | None = None
+) -> int:
+    """Bring the database up to the newest version; refuse one newer than this code knows.
+
+    Each migration runs in its own transaction together with its ``user_version`` bump.
+    Returns the version before migrating.
+    """
+    steps = list(MIGRATIONS if migrations is None else migrations)
+    before = schema_version(conn)
+    if before > len(steps):
+        raise StoreError(
+            f"The database {path} has schema version {before}, but this version of Costmeter "
+            f"only knows up to version {len(steps)}. Upgrade Costmeter, or pass --db to use "
+            "another file."
+        )
+    db = sqlite_utils.Database(conn, execute_plugins=False)
+    for version in range(before, len(steps)):
+        with db.atomic():
+            steps[version](db)
+            conn.execute(f"PRAGMA user_version = {version + 1}")
+    return before

@@ -1,0 +1,236 @@
+"""``Store``: reading history and small admin tasks. Readers never block the writer (WAL)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlite_utils
+
+from costmeter.core.model import DeviceUsage, HostUsage
+from costmeter.store import queries, usage
+from costmeter.store.database import DEFAULT_BUSY_TIMEOUT, open_database
+from costmeter.store.lock import is_locked, lock_holder
+from costmeter.store.retention import Cutoffs, RetentionPolicy, apply_retention, read_cutoffs
+from costmeter.store.rollup import HOUR_MS, MINUTE_MS, rebuild_rollups
+from costmeter.store.schema import schema_version
+
+
+@dataclass(frozen=True, slots=True)
+class HostRecord:
+    id: int
+    hostname: str
+    cpu_count: int | None
+    cpu_model: str | None
+    memory_total: int | None
+    physical_cores: int | None
+    first_seen: float | None
+    last_seen: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRecord:
+    id: int
+    host_id: int
+    host: str
+    index: int
+    uuid: str
+    name: str
+    memory_total: int | None
+    power_limit_w: float | None
+    architecture: str | None
+    compute_capability: tuple[int, int] | None
+    unsupported: frozenset[str]
+    first_seen: float | None
+    last_seen: float | None
+    lost_at: float | None
+
+
+def _capability(text: str | None) -> tuple[int, int] | None:
+    if not text:
+        return None
+    major, _, minor = text.partition(".")
+    return int(major), int(minor or 0)
+
+
+class Store:
+    """One open database for reading (and admin). Safe to share between threads."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, notice: str | None = None) -> None:
+        self.path = path
+        #: A message for the user from opening (a damaged file was moved aside), or None.
+        self.notice = notice
+        self._conn = conn
+        self._db = sqlite_utils.Database(conn, execute_plugins=False)
+        self._mutex = threading.RLock()
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        create: bool = True,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+    ) -> Store:
+        """Open (create, migrate); a damaged file is moved aside and ``notice`` says where."""
+        conn, notice = open_database(
+            path, create=create, busy_timeout=busy_timeout, replace_corrupt=not is_locked(path)
+        )
+        return cls(conn, Path(path), notice)
+
+    def close(self) -> None:
+        with self._mutex:
+            self._conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def schema_version(self) -> int:
+        with self._mutex:
+            return schema_version(self._conn)
+
+    def _cutoffs(self) -> Cutoffs:
+        return read_cutoffs(self._conn)
+
+    # -- records ---------------------------------------------------------------------------
+
+    def hosts(self) -> list[HostRecord]:
+        with self._mutex:
+            rows = self._db.query(
+                "SELECT id, hostname, cpu_count, cpu_model, memory_total, physical_cores,"
+                " first_seen, last_seen FROM hosts ORDER BY hostname"
+            )
+            return [HostRecord(**r) for r in rows]
+
+    def devices(self, host: str | None = None) -> list[DeviceRecord]:
+        sql = (
+            "SELECT d.id, d.host_id, h.hostname AS host, d.idx AS [index], d.uuid, d.name,"
+            " d.memory_total, d.power_limit_w, d.architecture, d.compute_capability,"
+            " d.unsupported, d.first_seen, d.last_seen, d.lost_at"
+            " FROM devices d JOIN hosts h ON h.id = d.host_id"
+        )
+        params: list[object] = []
+        if host is not None:
+            sql += " WHERE h.hostname = ?"
+            params.append(host)
+        with self._mutex:
+            rows = list(self._db.query(sql + " ORDER BY h.hostname, d.idx", params))
+        out = []
+        for r in rows:
+            r["name"] = r["name"] or ""
+            r["compute_capability"] = _capability(r["compute_capability"])
+            r["unsupported"] = frozenset(json.loads(r["unsupported"] or "[]"))
+            out.append(DeviceRecord(**r))
+        return out
+
+    # -- series and totals -----------------------------------------------------------------
+
+    def query_series(
+        self, device_id: int, metric: str, start: float, end: float, max_points: int = 2000
+    ) -> queries.Series:
+        """One device metric over ``[start, end)`` with at most ``max_points`` points.
+
+        Raw samples when at most ``max_points`` lie in the range and raw data still covers it,
+        else 1-minute rollups if they fit, else 1-hour rollups, merged further if needed.
+        Metrics: gpu_util, mem_util, mem_used, power_w, temp_c, sm_clock_mhz, mem_clock_mhz.
+        """
+        with self._mutex:
+            return queries.query_series(
+                self._conn, "device", device_id, metric, start, end, max_points, self._cutoffs()
+            )
+
+    def query_host_series(
+        self, host_id: int, metric: str, start: float, end: float, max_points: int = 2000
+    ) -> queries.Series:
+        """Like ``query_series`` for a host: cpu_percent, mem_used, load1, swap_used,
+        disk_read_bps, disk_write_bps, net_rx_bps, net_tx_bps."""
+        with self._mutex:
+            return queries.query_series(
+                self._conn, "host", host_id, metric, start, end, max_points, self._cutoffs()
+            )
+
+    def device_usage(self, start: float, end: float) -> list[DeviceUsage]:
+        with self._mutex:
+            return usage.device_usage(self._conn, start, end, self._cutoffs())
+
+    def host_usage(self, start: float, end: float) -> list[HostUsage]:
+        with self._mutex:
+            return usage.host_usage(self._conn, start, end, self._cutoffs())
+
+    def time_range(self) -> tuple[float, float] | None:
+        """First and last sample time over every resolution, or None for an empty store."""
+        firsts: list[int] = []
+        lasts: list[int] = []
+        with self._mutex:
+            for kind, table in (("device", "devices"), ("host", "hosts")):
+                ids = [r[0] for r in self._conn.execute(f"SELECT id FROM {table}")]
+                for obj_id in ids:
+                    span = self._span(kind, obj_id)
+                    if span is not None:
+                        firsts.append(span[0])
+                        lasts.append(span[1])
+        if not firsts:
+            return None
+        return min(firsts) / 1000, max(lasts) / 1000
+
+    def _span(self, kind: str, obj_id: int) -> tuple[int, int] | None:
+        """Raw bounds, extended by rollup buckets only where they reach before the raw rows."""
+        first: int | None = None
+        last: int | None = None
+        for src, width in (("samples", 1), ("rollup_1m", MINUTE_MS), ("rollup_1h", HOUR_MS)):
+            # min/max for one id use the (id, ts) primary key: no table scan.
+            lo, hi = self._conn.execute(
+                f"SELECT min(ts), max(ts) FROM {kind}_{src} WHERE {kind}_id = ?", (obj_id,)
+            ).fetchone()
+            if lo is None:
+                continue
+            if first is None or lo < first - first % width:
+                first = lo
+            if last is None:
+                last = hi
+        return None if first is None or last is None else (first, last)
+
+    # -- admin -----------------------------------------------------------------------------
+
+    def lock_holder(self) -> str | None:
+        """The recorder writing this file (``PID 1234, `costmeter record```), or None."""
+        return lock_holder(self.path)
+
+    def integrity_check(self) -> str:
+        """``ok`` or SQLite's list of problems."""
+        with self._mutex:
+            rows = self._conn.execute("PRAGMA integrity_check").fetchall()
+        return "\n".join(str(r[0]) for r in rows)
+
+    def get_setting(self, key: str, default: str | None = None) -> str | None:
+        with self._mutex:
+            row = self._conn.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+        return default if row is None else str(row[0])
+
+    def set_setting(self, key: str, value: str) -> None:
+        with self._mutex:
+            self._db.table("settings").upsert({"key": key, "value": value}, pk="key")
+
+    def apply_retention(self, policy: RetentionPolicy, now: float) -> Cutoffs:
+        """Prune what ``policy`` no longer keeps (the recorder also does this on its own)."""
+        with self._mutex:
+            return apply_retention(self._conn, policy, now)
+
+    def rebuild_rollups(self) -> None:
+        """Recompute all rollups from the raw rows (after a bulk load that bypassed the writer)."""
+        with self._mutex:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                rebuild_rollups(self._conn)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
