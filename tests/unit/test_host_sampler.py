@@ -57,7 +57,9 @@ def test_host_sample_values_are_sane(no_rapl: RaplReader, never_blocking: None) 
     assert s.processes == ()
 
 
-def test_tracked_process_cpu_and_rss(no_rapl: RaplReader, busy_child: subprocess.Popen[bytes]) -> None:
+def test_tracked_process_cpu_and_rss(
+    no_rapl: RaplReader, busy_child: subprocess.Popen[bytes]
+) -> None:
     sampler = HostSampler(rapl=no_rapl)
     sampler.sample({busy_child.pid})
     time.sleep(0.5)
@@ -71,10 +73,13 @@ def test_tracked_process_cpu_and_rss(no_rapl: RaplReader, busy_child: subprocess
 
 def test_children_of_a_run_are_found(no_rapl: RaplReader) -> None:
     parent = subprocess.Popen(
-        [sys.executable, "-c",
-         "import subprocess, sys, time\n"
-         "c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)'])\n"
-         "print(c.pid, flush=True); time.sleep(30)"],
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, sys, time\n"
+            "c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)'])\n"
+            "print(c.pid, flush=True); time.sleep(30)",
+        ],
         stdout=subprocess.PIPE,
     )
     try:
@@ -100,7 +105,9 @@ def test_a_process_that_dies_is_dropped_without_error(no_rapl: RaplReader) -> No
 
 def test_unknown_pids_use_the_fallback(no_rapl: RaplReader) -> None:
     fake = ProcessSample(5_000_001, 0.0, "python", "python train.py", "sim", 97.0, 10**9, 12.0)
-    sampler = HostSampler(rapl=no_rapl, process_fallback=lambda pid: fake if pid == fake.pid else None)
+    sampler = HostSampler(
+        rapl=no_rapl, process_fallback=lambda pid: fake if pid == fake.pid else None
+    )
     assert sampler.sample({5_000_001, 5_000_002}).processes == (fake,)
 
 

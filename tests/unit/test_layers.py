@@ -26,7 +26,9 @@ def test_version_imports_nothing_heavy() -> None:
         "heavy = {'psutil', 'pynvml', 'sqlite_utils', 'numpy', 'torch', 'PySide6', 'pyqtgraph'}\n"
         "print(sorted(heavy & set(sys.modules)))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     from costmeter import __version__
 
     assert result.stdout.splitlines()[0] == f"costmeter {__version__}"

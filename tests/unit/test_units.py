@@ -7,8 +7,16 @@ from costmeter.core.units import format_bytes, format_duration, parse_duration
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("90", 90), ("90s", 90), ("15m", 900), ("24h", 86400), ("7d", 604800), ("1h30m", 5400),
-     ("2w", 1209600), ("0.5h", 1800)],
+    [
+        ("90", 90),
+        ("90s", 90),
+        ("15m", 900),
+        ("24h", 86400),
+        ("7d", 604800),
+        ("1h30m", 5400),
+        ("2w", 1209600),
+        ("0.5h", 1800),
+    ],
 )
 def test_parse_duration(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds

@@ -64,7 +64,9 @@ def _check_nvml(out: Checklist, args: argparse.Namespace, config: Config | None)
         return
     try:
         kind = "simulated" if args.simulate else "NVIDIA"
-        out.line("ok", "nvml", f"{kind} driver {sampler.driver_version() or '?'}, {len(devices)} GPU(s)")
+        out.line(
+            "ok", "nvml", f"{kind} driver {sampler.driver_version() or '?'}, {len(devices)} GPU(s)"
+        )
         pricing = config.pricing() if config is not None else None
         for d in devices:
             na = f"; not supported: {', '.join(sorted(d.unsupported))}" if d.unsupported else ""
@@ -82,7 +84,9 @@ def _check_nvml(out: Checklist, args: argparse.Namespace, config: Config | None)
 def _check_device_nodes(out: Checklist) -> None:
     for node in ("/dev/nvidiactl", "/dev/nvidia0"):
         if os.path.exists(node) and not os.access(node, os.R_OK | os.W_OK):
-            out.line("problem", "nvml", f"{node} exists but this user cannot open it (video group?).")
+            out.line(
+                "problem", "nvml", f"{node} exists but this user cannot open it (video group?)."
+            )
 
 
 def _check_rapl(out: Checklist) -> None:

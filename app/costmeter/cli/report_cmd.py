@@ -11,7 +11,7 @@ from typing import Any
 
 from costmeter.cli.common import load_config_from, resolve_db, say
 from costmeter.cli.table import render
-from costmeter.core.units import format_duration, parse_duration
+from costmeter.core.units import format_duration, format_energy_kwh, parse_duration
 from costmeter.cost.ledger import CostReport, format_money, price_usage
 from costmeter.store import Store
 
@@ -74,9 +74,15 @@ def _csv(data: dict[str, Any]) -> str:
     for d in data["devices"]:
         writer.writerow({"kind": "gpu", **d})
     for h in data["hosts"]:
-        writer.writerow({"kind": "cpu", "index": "", "name": "CPU", **h, "energy_kwh": h["cpu_energy_kwh"]})
+        writer.writerow(
+            {"kind": "cpu", "index": "", "name": "CPU", **h, "energy_kwh": h["cpu_energy_kwh"]}
+        )
     writer.writerow({"kind": "total", **data["total"]})
     return out.getvalue()
+
+
+def _carbon(kg: float) -> str:
+    return f"{kg:.2f} kg" if kg >= 1 else f"{kg * 1000:.0f} g"
 
 
 def _table(report: CostReport, since: str) -> str:
@@ -85,29 +91,60 @@ def _table(report: CostReport, since: str) -> str:
     def money(v: float) -> str:
         return format_money(v, cur)
 
-    headers = ["HOST", "GPU", "NAME", "HOURS", "UTIL", "ENERGY", "SOURCE", "COST", "IDLE COST", "CO2"]
+    headers = ["HOST", "GPU", "NAME", "TIME", "UTIL", "ENERGY", "SOURCE", "RATE", "COST"]
+    headers += ["IDLE COST", "CO2e"]
     rows = []
+    notes: list[str] = []
     for d in report.devices:
         util = "n/a" if d.avg_util is None else f"{d.avg_util:.0f}%"
         name = d.name + (" (lost)" if d.lost else "")
+        rate = f"{money(d.hourly_price)}/h" + ("" if d.price_known else "?")
+        if not d.price_known:
+            notes.append(f"? no price for '{d.name}': add a [[cost.gpu]] row to your config.")
+        energy = format_energy_kwh(d.energy_kwh) + ("*" if d.energy_in_price else "")
         rows.append(
-            [d.host, str(d.index), name, f"{d.hours:.2f}", util, f"{d.energy_kwh:.3f} kWh",
-             d.energy_source, money(d.cost), money(d.idle_cost), f"{d.carbon_kg:.2f} kg"]
+            [
+                d.host,
+                str(d.index),
+                name,
+                format_duration(d.hours * 3600),
+                util,
+                energy,
+                d.energy_source,
+                rate,
+                money(d.cost),
+                money(d.idle_cost),
+                _carbon(d.carbon_kg),
+            ]
         )
+    if any(d.energy_in_price for d in report.devices):
+        notes.append("* the hourly rate already pays for this energy: shown, not charged again.")
     for h in report.hosts:
         util = f"{100 * h.used_core_hours / h.core_hours:.0f}%" if h.core_hours else "n/a"
+        rate = f"{money(h.core_cost / h.hours) if h.hours else money(0)}/h"
         rows.append(
-            [h.host, "cpu", f"{h.cpu_count} CPUs", f"{h.hours:.2f}", util,
-             f"{h.cpu_energy_kwh:.3f} kWh", h.energy_source, money(h.cost), money(h.idle_cost),
-             f"{h.carbon_kg:.2f} kg"]
+            [
+                h.host,
+                "cpu",
+                f"{h.cpu_count} CPUs",
+                format_duration(h.hours * 3600),
+                util,
+                format_energy_kwh(h.cpu_energy_kwh),
+                h.energy_source,
+                rate,
+                money(h.cost),
+                money(h.idle_cost),
+                _carbon(h.carbon_kg),
+            ]
         )
     t = report.total
     rows.append(
-        ["TOTAL", "", "", "", "", f"{t.energy_kwh:.3f} kWh", "", money(t.cost), money(t.idle_cost),
-         f"{t.carbon_kg:.2f} kg"]
-    )
+        ["TOTAL", "", "", "", "", format_energy_kwh(t.energy_kwh), "", "", money(t.cost),
+         money(t.idle_cost), _carbon(t.carbon_kg)]
+    )  # fmt: skip
     span = format_duration(report.end - report.start)
     title = f"Cost over the last {since} ({span} window)"
     if not report.devices and not report.hosts:
         return title + "\nNo samples in this window. Record with: costmeter record"
-    return title + "\n" + render(headers, rows, numeric={3, 4, 5, 7, 8, 9})
+    table = render(headers, rows, numeric={3, 4, 5, 7, 8, 9, 10})
+    return "\n".join([title, table, *sorted(set(notes))])

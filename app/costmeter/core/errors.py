@@ -11,7 +11,12 @@ class ConfigError(CostmeterError):
     """A configuration file is malformed; the message names the file, line and key."""
 
     def __init__(
-        self, message: str, *, path: str | None = None, line: int | None = None, key: str | None = None
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        line: int | None = None,
+        key: str | None = None,
     ) -> None:
         where = ""
         if path:

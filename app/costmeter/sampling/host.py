@@ -140,9 +140,7 @@ class HostSampler:
             pids |= self._children.get(pid, set())
         return pids
 
-    def _sample_processes(
-        self, roots: Collection[int], now: float
-    ) -> tuple[ProcessSample, ...]:
+    def _sample_processes(self, roots: Collection[int], now: float) -> tuple[ProcessSample, ...]:
         if not roots:
             self._procs.clear()
             return ()

@@ -142,7 +142,9 @@ class Monitor:
             for message in messages:
                 self._say(message)
             if messages:  # a metric went N/A or a GPU was lost: keep the store's record current
-                self.writer.register(self.host_info, self.devices)
+                lost = {d.uuid for d in devices if d.lost}
+                attached = [d for d in self.devices if d.uuid not in lost]
+                self.writer.register(self.host_info, attached)
         pids = {p.pid for d in devices for p in d.processes} | self.options.tracked_pids
         host = self.host_sampler.sample(frozenset(pids))
         tick = Tick(
