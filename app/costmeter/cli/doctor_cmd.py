@@ -17,6 +17,20 @@ from costmeter.sampling.simulated import make_fake_nvml
 from costmeter.store import Store
 
 
+METRIC_LABELS = {
+    "gpu_util": "utilisation",
+    "mem_util": "memory utilisation",
+    "mem_used": "memory used",
+    "power_w": "power",
+    "energy_mj": "total energy counter (energy is estimated from power)",
+    "temp_c": "temperature",
+    "sm_clock_mhz": "SM clock",
+    "mem_clock_mhz": "memory clock",
+    "processes": "per-process memory",
+    "process_util": "per-process utilisation",
+}
+
+
 class Checklist:
     def __init__(self) -> None:
         self.problems = 0
@@ -63,13 +77,17 @@ def _check_nvml(out: Checklist, args: argparse.Namespace, config: Config | None)
         out.line("problem", "nvml", str(exc))
         return
     try:
+        sampler.sample()  # one reading finds the metrics this driver does not support
+        sampler.drain_messages()
+        devices = sampler.devices
         kind = "simulated" if args.simulate else "NVIDIA"
         out.line(
             "ok", "nvml", f"{kind} driver {sampler.driver_version() or '?'}, {len(devices)} GPU(s)"
         )
         pricing = config.pricing() if config is not None else None
         for d in devices:
-            na = f"; not supported: {', '.join(sorted(d.unsupported))}" if d.unsupported else ""
+            labels = sorted(METRIC_LABELS.get(m, m) for m in d.unsupported)
+            na = f"; not supported: {', '.join(labels)}" if labels else ""
             out.line("ok", f"gpu {d.index}", f"{d.name}, {format_bytes(d.memory_total)}{na}")
             if pricing is not None and pricing.gpu_price(d.name).row is None:
                 out.line(
