@@ -81,14 +81,39 @@ def main() -> None:
         " (target <= 8 MB; includes the host's rows)"
     )
     if sizes_v:
-        dev = sum(v for k, v in sizes_v.items() if k.startswith("device_"))
-        dev_w = sum(v for k, v in sizes.items() if k.startswith("device_"))
+        report_shares(sizes, sizes_v, args.devices, args.hours)
+
+
+def _split(sizes: dict[str, int]) -> tuple[int, int, int]:
+    """(GPU tables, host tables, everything else: records, schema) in bytes."""
+    gpu = sum(v for k, v in sizes.items() if k.startswith(("device_", "gpu_process_")))
+    host = sum(v for k, v in sizes.items() if k.startswith(("host_", "process_samples")))
+    return gpu, host, sum(sizes.values()) - gpu - host
+
+
+def report_shares(
+    sizes: dict[str, int], sizes_v: dict[str, int], devices: int, hours: float
+) -> None:
+    gpu_days = devices * hours / 24
+    host_days = hours / 24
+    gpu_w, host_w, _ = _split(sizes)
+    gpu, host, other = _split(sizes_v)
+    print(
+        f"GPU tables only:  {gpu_w / gpu_days / MB:.2f} MB per GPU-day as written, "
+        f"{gpu / gpu_days / MB:.2f} after VACUUM"
+    )
+    print(
+        f"host tables only: {host_w / host_days / MB:.2f} MB per host-day as written, "
+        f"{host / host_days / MB:.2f} after VACUUM (other: {other / MB:.2f} MB per file)"
+    )
+    for per_host in sorted({2, 8, devices}):
+        share = (host + other) / host_days / per_host
         print(
-            f"device tables only: {dev_w / gpu_days / MB:.2f} MB/GPU-day as written, "
-            f"{dev / gpu_days / MB:.2f} after VACUUM"
+            f"with the host's share at {per_host} GPUs per host: "
+            f"{(gpu / gpu_days + share) / MB:.2f} MB per GPU-day after VACUUM (target <= 8 MB)"
         )
-        for name, size in sorted(sizes_v.items(), key=lambda kv: -kv[1])[:8]:
-            print(f"  {name:24s} {size / MB:7.2f} MB (as written {sizes.get(name, 0) / MB:.2f})")
+    for name, size in sorted(sizes_v.items(), key=lambda kv: -kv[1])[:8]:
+        print(f"  {name:24s} {size / MB:7.2f} MB (as written {sizes.get(name, 0) / MB:.2f})")
 
 
 if __name__ == "__main__":

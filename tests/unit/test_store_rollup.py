@@ -76,7 +76,8 @@ def test_hour_rollups_equal_group_by_over_raw(history: Path) -> None:
         " mem_used_max FROM device_rollup_1h ORDER BY device_id, ts"
     ).fetchall()
     host_direct = conn.execute(
-        "SELECT sum(dt_ms), sum(cpu_pct * dt_ms) * (SELECT cpu_count FROM hosts) / 100.0,"
+        # cpu_pct_x100 is stored in hundredths of a percent.
+        "SELECT sum(dt_ms), sum(cpu_pct_x100 * dt_ms) * (SELECT cpu_count FROM hosts) / 10000.0,"
         " max(disk_write) FROM host_samples"
     ).fetchone()
     host_rolled = conn.execute(

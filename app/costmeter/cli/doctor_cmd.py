@@ -16,7 +16,6 @@ from costmeter.sampling.rapl import RaplReader
 from costmeter.sampling.simulated import make_fake_nvml
 from costmeter.store import Store
 
-
 METRIC_LABELS = {
     "gpu_util": "utilisation",
     "mem_util": "memory utilisation",

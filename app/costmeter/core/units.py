@@ -14,8 +14,7 @@ def parse_duration(text: str) -> float:
     joined = "".join(n + u for n, u in parts)
     if not parts or joined.lower() != re.sub(r"\s+", "", text).lower():
         raise ValueError(
-            f"'{text}' is not a duration; use a number with s, m, h, d or w "
-            "(90s, 15m, 24h, 7d)."
+            f"'{text}' is not a duration; use a number with s, m, h, d or w (90s, 15m, 24h, 7d)."
         )
     total = sum(float(n) * _SECONDS[u.lower()] for n, u in parts)
     if total <= 0:

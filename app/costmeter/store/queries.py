@@ -21,9 +21,9 @@ DEVICE_SERIES: dict[str, tuple[str, float]] = {
 }
 
 HOST_SERIES: dict[str, tuple[str, float]] = {
-    "cpu_percent": ("cpu_pct", 1.0),
+    "cpu_percent": ("cpu_pct_x100", 0.01),
     "mem_used": ("mem_used", 1.0),
-    "load1": ("load1", 1.0),
+    "load1": ("load1_x100", 0.01),
     "swap_used": ("swap_used", 1.0),
     "disk_read_bps": ("disk_read", 1.0),
     "disk_write_bps": ("disk_write", 1.0),

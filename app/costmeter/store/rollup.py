@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from itertools import compress
+from operator import mul
+from typing import Any, cast
 
 from costmeter.core.model import IDLE_UTIL_PERCENT
 from costmeter.store.schema import DEVICE_ROLLUP_METRICS, HOST_ROLLUP_METRICS
@@ -30,11 +33,11 @@ DEVICE_SUMS: tuple[tuple[str, str], ...] = (
     ("idle_energy_mj", f"coalesce(sum(CASE WHEN {_IDLE} THEN energy_mj END), 0)"),
 )
 
-#: The same for hosts; ``:cpus`` is the host's logical CPU count.
+#: The same for hosts; ``:cpus`` is the host's logical CPU count (``cpu_pct_x100`` is in 0.01 %).
 HOST_SUMS: tuple[tuple[str, str], ...] = (
     ("n", "count(*)"),
     ("dt_ms", "coalesce(sum(dt_ms), 0)"),
-    ("busy_core_ms", "coalesce(sum(cpu_pct * dt_ms), 0) * :cpus / 100.0"),
+    ("busy_core_ms", "coalesce(sum(cpu_pct_x100 * dt_ms), 0) * :cpus / 10000.0"),
     ("cpu_energy_mj", "coalesce(sum(cpu_energy_mj), 0)"),
     (
         "cpu_energy_measured_mj",
@@ -104,11 +107,13 @@ def update_rollups(
     raw_cutoff: int = 0,
     minute_cutoff: int = 0,
     cpu_counts: dict[int, int] | None = None,
+    done_minutes: set[tuple[int, int]] | frozenset[tuple[int, int]] = frozenset(),
 ) -> None:
     """Recompute the minute buckets from each ``touched`` id's [first, last] ms, and their hours.
 
     Minutes before ``raw_cutoff`` are skipped: their raw rows were partly deleted by retention,
-    so a recomputation would be wrong. Likewise hours before ``minute_cutoff``.
+    so a recomputation would be wrong. Likewise hours before ``minute_cutoff``. So are the
+    ``(id, minute start)`` pairs in ``done_minutes`` (written by ``write_fresh_device_minutes``).
     """
     minutes: list[dict[str, int]] = []
     hours: list[dict[str, int]] = []
@@ -116,12 +121,117 @@ def update_rollups(
         cpus = (cpu_counts or {}).get(obj_id, 1) if kind == "host" else 0
         lo = max(first - first % MINUTE_MS, raw_cutoff)
         for m in range(lo, last + 1, MINUTE_MS):
+            if (obj_id, m) in done_minutes:
+                continue
             minutes.append({"id": obj_id, "start": m, "end": m + MINUTE_MS, "cpus": cpus})
         lo = max(lo - lo % HOUR_MS, minute_cutoff)
         for h in range(lo, last + 1, HOUR_MS):
             hours.append({"id": obj_id, "start": h, "end": h + HOUR_MS})
     conn.executemany(_SQL[(kind, "1m", False)], minutes)
     conn.executemany(_SQL[(kind, "1h", False)], hours)
+
+
+#: ``device_samples`` columns in table order (the rows that ``rows.device_row`` builds).
+DEVICE_COLUMNS: tuple[str, ...] = (
+    "device_id",
+    "ts",
+    "dt_ms",
+    "gpu_util",
+    "mem_util",
+    "mem_used",
+    "power_mw",
+    "energy_mj",
+    "energy_measured",
+    "temp_c",
+    "sm_clock",
+    "mem_clock",
+)
+_METRIC_POS = tuple(DEVICE_COLUMNS.index(m) for m in DEVICE_ROLLUP_METRICS)
+_DEVICE_MINUTE_INSERT = (
+    "INSERT OR REPLACE INTO device_rollup_1m VALUES ("
+    + ",".join("?" * (2 + len(DEVICE_SUMS) + 3 * len(DEVICE_ROLLUP_METRICS)))
+    + ")"
+)
+
+
+def _minute_row(did: int, start: int, rows: list[tuple[object, ...]]) -> tuple[object, ...]:
+    """A ``device_rollup_1m`` row computed from the bucket's raw rows, as ``DEVICE_SUMS`` and
+    the min/avg/max stats would compute it in SQL."""
+    cols: list[tuple[Any, ...]] = list(zip(*rows, strict=True))
+    dt, util, energy, measured = cols[2], cols[3], cols[7], cols[8]
+    idle = IDLE_UTIL_PERCENT
+    out: list[object] = [did, start, len(rows)]
+    if None not in util and None not in energy:
+        # The common case, with every loop in C.
+        is_idle = list(map(float(idle).__gt__, util))
+        dt_ms = sum(dt)
+        out += (
+            dt_ms,
+            sum(compress(dt, is_idle)),
+            sum(map(mul, util, dt)),
+            dt_ms,
+            sum(energy),
+            sum(compress(energy, measured)),
+            sum(compress(energy, is_idle)),
+        )
+    else:
+        out += (
+            sum(dt),
+            sum(d for u, d in zip(util, dt, strict=True) if u is not None and u < idle),
+            sum(u * d for u, d in zip(util, dt, strict=True) if u is not None),
+            sum(d for u, d in zip(util, dt, strict=True) if u is not None),
+            sum(e for e in energy if e is not None),
+            sum(e for e, m in zip(energy, measured, strict=True) if m and e is not None),
+            sum(
+                e
+                for u, e in zip(util, energy, strict=True)
+                if e is not None and u is not None and u < idle
+            ),
+        )
+    for pos in _METRIC_POS:
+        vals = cols[pos]
+        if None in vals:
+            vals = tuple(v for v in vals if v is not None)
+        if vals:
+            out += (min(vals), sum(vals) / len(vals), max(vals))
+        else:
+            out += (None, None, None)
+    return tuple(out)
+
+
+def write_fresh_device_minutes(
+    conn: sqlite3.Connection,
+    rows: Sequence[tuple[object, ...]],
+    last_stored: dict[int, int],
+    raw_cutoff: int = 0,
+) -> set[tuple[int, int]]:
+    """Write the minute rollups of buckets that only this batch's ``rows`` fill; return them.
+
+    A bucket qualifies when it starts after the device's newest stored sample before the batch
+    (``last_stored``, ms), from ``raw_cutoff`` on, and holds no duplicate timestamps: then its
+    raw rows are exactly the batch's, and aggregating them in Python saves re-reading them.
+    Every other touched bucket is left to ``update_rollups``.
+    """
+    buckets: dict[tuple[int, int], list[tuple[object, ...]]] = {}
+    for r in rows:
+        ts = cast(int, r[1])
+        key = (cast(int, r[0]), ts - ts % MINUTE_MS)
+        bucket = buckets.get(key)
+        if bucket is None:
+            buckets[key] = [r]
+        else:
+            bucket.append(r)
+    done: set[tuple[int, int]] = set()
+    out = []
+    for (did, start), bucket in buckets.items():
+        if start < raw_cutoff or start <= last_stored.get(did, -1):
+            continue
+        if len({r[1] for r in bucket}) != len(bucket):
+            continue  # INSERT OR REPLACE kept only the last of each duplicate
+        out.append(_minute_row(did, start, bucket))
+        done.add((did, start))
+    conn.executemany(_DEVICE_MINUTE_INSERT, out)
+    return done
 
 
 def rebuild_rollups(conn: sqlite3.Connection) -> None:

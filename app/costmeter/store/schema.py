@@ -4,7 +4,8 @@ Migration ``n`` (1-based) brings a database from version ``n - 1`` to ``n``. Add
 the end of ``MIGRATIONS``; never edit one that has shipped.
 
 Sample tables are ``WITHOUT ROWID`` with a ``(device_id, ts)``-style primary key and integer columns
-(ms, mW, mJ, bytes, MHz) so that one GPU-day at 1 Hz stays well under 8 MB.
+(ms, mW, mJ, bytes, B/s, MHz; host CPU percent and load averages in hundredths, ``*_x100``) so that
+one GPU-day at 1 Hz, with its share of the host's rows, stays under 8 MB.
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ DEVICE_ROLLUP_METRICS: tuple[str, ...] = (
 
 #: Raw host columns that get min/avg/max in the rollups.
 HOST_ROLLUP_METRICS: tuple[str, ...] = (
-    "cpu_pct",
+    "cpu_pct_x100",
     "mem_used",
-    "load1",
+    "load1_x100",
     "swap_used",
     "disk_read",
     "disk_write",
@@ -59,11 +60,11 @@ CREATE TABLE host_samples (
     host_id INTEGER NOT NULL,
     ts INTEGER NOT NULL,
     dt_ms INTEGER NOT NULL,
-    cpu_pct REAL,
+    cpu_pct_x100 INTEGER,
     per_core BLOB,
-    load1 REAL,
-    load5 REAL,
-    load15 REAL,
+    load1_x100 INTEGER,
+    load5_x100 INTEGER,
+    load15_x100 INTEGER,
     mem_used INTEGER,
     mem_total INTEGER,
     swap_used INTEGER,

@@ -24,7 +24,7 @@ from costmeter.core.model import DeviceInfo, HostInfo, Tick
 from costmeter.store.database import DEFAULT_BUSY_TIMEOUT, open_database
 from costmeter.store.lock import RecorderLock
 from costmeter.store.retention import Cutoffs, RetentionPolicy, apply_retention, read_cutoffs
-from costmeter.store.rollup import update_rollups
+from costmeter.store.rollup import update_rollups, write_fresh_device_minutes
 from costmeter.store.rows import Batch, Registry, add_tick, write_batch
 
 log = logging.getLogger(__name__)
@@ -241,13 +241,25 @@ class Writer:
                     else:
                         add_tick(batch, reg, item)
                         ticks += 1
+                # Each device's newest stored sample before this batch (primary key look-ups).
+                last_stored = {
+                    did: conn.execute(
+                        "SELECT coalesce(max(ts), -1) FROM device_samples WHERE device_id = ?",
+                        (did,),
+                    ).fetchone()[0]
+                    for did in batch.device_spans
+                }
                 write_batch(conn, batch)
+                done = write_fresh_device_minutes(
+                    conn, batch.device_rows, last_stored, raw_cutoff=cutoffs.raw
+                )
                 update_rollups(
                     conn,
                     "device",
                     batch.ms_spans(batch.device_spans),
                     raw_cutoff=cutoffs.raw,
                     minute_cutoff=cutoffs.minute,
+                    done_minutes=done,
                 )
                 update_rollups(
                     conn,
