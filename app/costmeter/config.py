@@ -59,10 +59,27 @@ class CostConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AlertsConfig:
+    """When the desktop app notifies: a GPU idle but allocated this long; a daily budget."""
+
+    idle_allocated_minutes: float = 30.0
+    #: Money per day in the configured currency; None = no budget.
+    daily_budget: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StorageConfig:
+    #: The database file; None = the default in the user data directory.
+    database: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     cost: CostConfig = field(default_factory=CostConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
     #: The file this came from; None when built from defaults alone.
     path: Path | None = None
     _pricing: Pricing | None = field(default=None, init=False, repr=False, compare=False)
@@ -273,6 +290,10 @@ _COST: _Spec = {
     "cpu_core_hour": ("a price per core-hour", None, False, False),
     "cpu_tdp_w": ("a power in watts", None, True, False),
 }
+_ALERTS: _Spec = {
+    "idle_allocated_minutes": ("a number of minutes", 30.0, True, False),
+    "daily_budget": ("an amount of money per day", None, True, False),
+}
 _GPU_KEYS = ("name", "match", "hourly", "source", "date", "url", "includes_energy")
 
 
@@ -302,7 +323,7 @@ class _Builder:
         return ConfigError(message, path=str(self.path), line=line, key=_key_name(where))
 
     def build(self, data: Mapping[str, Any]) -> Config:
-        self.keys(data, (), ("sampling", "retention", "cost"))
+        self.keys(data, (), ("sampling", "retention", "cost", "alerts", "storage"))
         sampling = self.numbers(self.table(data, "sampling"), ("sampling",), _SAMPLING)
         retention = self.numbers(self.table(data, "retention"), ("retention",), _RETENTION)
         self.retention_order(retention)
@@ -316,8 +337,22 @@ class _Builder:
                 gpu=self.gpu_rows(cost_t),
                 **self.numbers(cost_t, ("cost",), _COST, check_keys=False),
             ),
+            alerts=AlertsConfig(
+                **self.numbers(self.table(data, "alerts"), ("alerts",), _ALERTS)  # type: ignore[arg-type]
+            ),
+            storage=self.storage(self.table(data, "storage")),
             path=self.path,
         )
+
+    def storage(self, table: Mapping[str, Any]) -> StorageConfig:
+        self.keys(table, ("storage",), ("database",))
+        text = self.string(table, ("storage", "database"), "the path of a database file")
+        if text is None:
+            return StorageConfig()
+        path = Path(text).expanduser()
+        if not path.is_absolute() and self.path is not None:
+            path = self.path.parent / path  # relative to the config file, not the cwd
+        return StorageConfig(database=path)
 
     def keys(self, table: Mapping[str, Any], where: KeyPath, allowed: tuple[str, ...]) -> None:
         for key in table:

@@ -62,6 +62,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(rep, simulate=False)
 
+    gui = sub.add_parser("gui", help="open the desktop app (the default without a command)")
+    gui.add_argument(
+        "--screenshot",
+        metavar="PATH",
+        help="save a PNG of the window once it shows live data, then quit",
+    )
+    gui.add_argument(
+        "--quit-after", type=float, metavar="S", help="close the window after S seconds"
+    )
+    gui.add_argument(
+        "--page",
+        choices=("overview", "devices", "processes", "history", "settings"),
+        help="the page to open on",
+    )
+    gui.add_argument("--theme", choices=("light", "dark"), help="override the saved theme")
+    gui.add_argument(
+        "--settings", metavar="PATH", help="window settings file (default: the platform's)"
+    )
+    _common(gui)
+
     doc = sub.add_parser("doctor", help="check the NVIDIA driver, permissions and the database")
     _common(doc)
     return parser
@@ -70,9 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 0
+    if args.command is None:  # `costmeter` alone opens the desktop app
+        args = parser.parse_args(["gui"])
     module = importlib.import_module(f"costmeter.cli.{args.command}_cmd")
     try:
         return int(module.run(args))

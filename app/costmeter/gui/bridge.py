@@ -1,0 +1,122 @@
+"""The monitor (sampling loop -> store) on a worker thread, reporting to the GUI by signals.
+
+The GUI thread never samples or writes: ``MonitorBridge.start()`` returns at once, the worker opens
+the samplers and the writer and then ticks; every tick arrives on the GUI thread as ``ticked``.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Signal
+
+from costmeter.config import Config
+from costmeter.core import CostmeterError, DeviceInfo, HostInfo, Tick
+from costmeter.service.monitor import Monitor, MonitorOptions
+
+
+@dataclass(frozen=True)
+class Started:
+    """What the monitor found when it opened."""
+
+    host_info: HostInfo
+    devices: tuple[DeviceInfo, ...]
+    gpu_mode: str  # "nvml", "simulated" or "none"
+    #: Why there are no GPUs (the sampler's message), when gpu_mode is "none".
+    no_gpu_reason: str | None = None
+    notices: tuple[str, ...] = field(default=())
+
+
+class MonitorBridge(QObject):
+    started = Signal(object)  # Started
+    ticked = Signal(object, object)  # Tick, tuple[DeviceInfo, ...]
+    message = Signal(str)  # something the user should read (a metric went N/A, a GPU was lost)
+    failed = Signal(str)  # the monitor could not start or stopped on an error
+    stopped = Signal()
+
+    def __init__(
+        self,
+        db_path: Path,
+        config: Config,
+        *,
+        simulate: str | None = None,
+        seed: int = 0,
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.db_path = db_path
+        self.config = config
+        self.simulate = simulate
+        self.seed = seed
+        self._monitor: Monitor | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._opening: list[str] = []
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        if self.running:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="costmeter-monitor", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop sampling and flush everything to the database (waits for the worker)."""
+        self._stop.set()
+        monitor = self._monitor
+        if monitor is not None:
+            monitor.stop()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _say(self, text: str) -> None:
+        if self._monitor is not None and self._monitor.writer is None:
+            self._opening.append(text)
+        self.message.emit(text)
+
+    def _run(self) -> None:
+        options = MonitorOptions(
+            db_path=self.db_path, config=self.config, simulate=self.simulate, seed=self.seed
+        )
+        monitor = Monitor(options, on_message=self._say)
+        self._monitor = monitor
+        self._opening = []
+        try:
+            monitor.open()
+        except CostmeterError as exc:
+            monitor.close()
+            self._monitor = None
+            self.failed.emit(str(exc))
+            return
+        except Exception as exc:  # an unexpected failure still becomes a sentence
+            monitor.close()
+            self._monitor = None
+            self.failed.emit(f"sampling could not start: {exc}")
+            return
+        assert monitor.host_info is not None
+        reason = self._opening[0] if monitor.gpu_mode == "none" and self._opening else None
+        self.started.emit(
+            Started(monitor.host_info, tuple(monitor.devices), monitor.gpu_mode, reason)
+        )
+        monitor.add_listener(self._on_tick)
+        try:
+            if not self._stop.is_set():
+                monitor.run_until(None)
+        except Exception as exc:
+            self.failed.emit(f"sampling stopped: {exc}")
+        finally:
+            monitor.close()
+            self._monitor = None
+            self.stopped.emit()
+
+    def _on_tick(self, tick: Tick) -> None:
+        monitor = self._monitor
+        devices = tuple(monitor.devices) if monitor is not None else ()
+        self.ticked.emit(tick, devices)

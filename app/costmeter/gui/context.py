@@ -1,0 +1,45 @@
+"""What every page shares: configuration, the live state, the database reader, preferences."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QSettings, Signal
+
+from costmeter.config import Config
+from costmeter.cost.pricing import Pricing
+from costmeter.gui.live import LiveState
+from costmeter.gui.reader import StoreReader
+
+
+class ContextSignals(QObject):
+    #: The configuration was saved from Settings (the new ``Config``).
+    config_changed = Signal(object)
+    #: The theme preference changed ("light" or "dark").
+    theme_changed = Signal(str)
+    #: New live data arrived (emitted at most a few times per second by the main window).
+    live_updated = Signal()
+
+
+@dataclass
+class AppContext:
+    config: Config
+    config_path: Path
+    db_path: Path
+    reader: StoreReader
+    live: LiveState
+    settings: QSettings
+    signals: ContextSignals
+    simulate: str | None = None
+
+    def pricing(self) -> Pricing:
+        return self.config.pricing()
+
+    @property
+    def currency(self) -> str:
+        return self.pricing().currency
+
+    def set_config(self, config: Config) -> None:
+        self.config = config
+        self.signals.config_changed.emit(config)

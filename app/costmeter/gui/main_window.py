@@ -1,0 +1,238 @@
+"""The main window: navigation, pages, the banner, the status bar, persistence and shortcuts."""
+
+from __future__ import annotations
+
+import time
+
+from PySide6.QtCore import QByteArray, QSize, QTimer, Signal
+from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QMainWindow,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from costmeter.core import DeviceInfo, Tick
+from costmeter.gui.bridge import MonitorBridge, Started
+from costmeter.gui.context import AppContext
+from costmeter.gui.pages.base import Page
+from costmeter.gui.pages.devices import DevicesPage
+from costmeter.gui.pages.history import HistoryPage
+from costmeter.gui.pages.overview import OverviewPage
+from costmeter.gui.pages.processes import ProcessesPage
+from costmeter.gui.pages.settings import SettingsPage
+from costmeter.gui.widgets.banner import Banner
+
+#: Redraws happen at most this often, however fast ticks arrive.
+REDRAW_MS = 500
+
+
+class MainWindow(QMainWindow):
+    #: Emitted once live data has been drawn (screenshots wait for it).
+    live_drawn = Signal()
+    #: Asked to restart sampling on simulated GPUs (the no-GPU banner's button).
+    simulate_requested = Signal()
+
+    def __init__(self, ctx: AppContext, bridge: MonitorBridge | None = None) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.bridge = bridge
+        self.setWindowTitle("Costmeter")
+        self.resize(1280, 820)
+        self.pages: list[Page] = [
+            OverviewPage(ctx),
+            DevicesPage(ctx),
+            ProcessesPage(ctx),
+            HistoryPage(ctx),
+            SettingsPage(ctx),
+        ]
+        self.nav = QListWidget()
+        self.nav.setObjectName("nav")
+        self.nav.setFixedWidth(170)
+        self.nav.setFrameShape(QListWidget.Shape.NoFrame)
+        self.stack = QStackedWidget()
+        for i, page in enumerate(self.pages):
+            item = QListWidgetItem(page.title)
+            item.setToolTip(f"{page.title} (Ctrl+{i + 1})")
+            item.setSizeHint(QSize(150, 36))
+            self.nav.addItem(item)
+            self.stack.addWidget(page)
+        self.nav.currentRowChanged.connect(self._show_page)
+        self.banner = Banner()
+        central = QWidget()
+        outer = QVBoxLayout(central)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.setSpacing(0)
+        outer.addWidget(self.banner)
+        body = QHBoxLayout()
+        body.setContentsMargins(0, 0, 0, 0)
+        body.addWidget(self.nav)
+        body.addWidget(self.stack, 1)
+        outer.addLayout(body, 1)
+        self.setCentralWidget(central)
+        self.status = QLabel("Starting…")
+        self.statusBar().addWidget(self.status, 1)
+        self.freshness = QLabel("")
+        self.statusBar().addPermanentWidget(self.freshness)
+        self._dirty = False
+        self._gpu_mode = "none"
+        self._device_count = 0
+        self._drawn_ticks = 0
+        self._redraw = QTimer(self)
+        self._redraw.setInterval(REDRAW_MS)
+        self._redraw.timeout.connect(self._redraw_live)
+        self._redraw.start()
+        self._shortcuts()
+        ctx.reader.error.connect(self._read_error)
+        if bridge is not None:
+            self.attach(bridge)
+        self._restore()
+
+    # -- wiring ------------------------------------------------------------------------------
+    def attach(self, bridge: MonitorBridge) -> None:
+        self.bridge = bridge
+        bridge.started.connect(self._on_started)
+        bridge.ticked.connect(self._on_tick)
+        bridge.message.connect(self._on_message)
+        bridge.failed.connect(self._on_failed)
+
+    def _shortcuts(self) -> None:
+        for i in range(len(self.pages)):
+            sc = QShortcut(QKeySequence(f"Ctrl+{i + 1}"), self)
+            sc.activated.connect(lambda i=i: self.nav.setCurrentRow(i))
+        QShortcut(QKeySequence(QKeySequence.StandardKey.Preferences), self).activated.connect(
+            lambda: self.show_page("settings")
+        )
+        QShortcut(QKeySequence("Ctrl+,"), self).activated.connect(
+            lambda: self.show_page("settings")
+        )
+        QShortcut(QKeySequence(QKeySequence.StandardKey.Refresh), self).activated.connect(
+            self._refresh_current
+        )
+        QShortcut(QKeySequence("Ctrl+Q"), self).activated.connect(self.close)
+
+    def page(self, key: str) -> Page:
+        for page in self.pages:
+            if page.key == key:
+                return page
+        raise KeyError(f"no page '{key}'; pages: {', '.join(p.key for p in self.pages)}")
+
+    def show_page(self, key: str) -> None:
+        self.nav.setCurrentRow(self.pages.index(self.page(key)))
+
+    def current_page(self) -> Page:
+        return self.pages[self.stack.currentIndex()]
+
+    def _show_page(self, row: int) -> None:
+        if row < 0:
+            return
+        self.stack.setCurrentIndex(row)
+        page = self.pages[row]
+        self.setWindowTitle(f"Costmeter — {page.title}")
+        page.on_shown()
+        page.on_live()
+
+    def _refresh_current(self) -> None:
+        self.current_page().on_shown()
+
+    # -- live data ---------------------------------------------------------------------------
+    def _on_started(self, started: Started) -> None:
+        self.ctx.live.set_devices(started.host_info, started.devices)
+        self._gpu_mode = started.gpu_mode
+        self._device_count = len(started.devices)
+        what = {
+            "simulated": f"{len(started.devices)} simulated GPUs",
+            "nvml": f"{len(started.devices)} GPUs",
+            "none": "no GPU",
+        }[started.gpu_mode]
+        interval = self.ctx.config.interval_s
+        self.status.setText(
+            f"Recording {what} and {started.host_info.hostname} every {interval:g} s "
+            f"into {self.ctx.db_path}"
+        )
+        if started.gpu_mode == "none":
+            reason = started.no_gpu_reason or "No NVIDIA GPU was found."
+            self.banner.show_message(
+                f"{reason} Costmeter is showing this machine's CPU only.",
+                "warning",
+                "Start with simulated GPUs",
+                self.simulate_requested.emit,
+            )
+        elif started.gpu_mode == "simulated":
+            self.banner.show_message(
+                "Showing simulated GPUs (a fake of the NVIDIA driver): the figures are examples, "
+                f"kept apart from real history in {self.ctx.db_path.name}.",
+                "info",
+            )
+
+    def _on_tick(self, tick: Tick, devices: tuple[DeviceInfo, ...]) -> None:
+        self.ctx.live.set_devices(self.ctx.live.host_info, devices)
+        self.ctx.live.push(tick)
+        self._dirty = True
+
+    def _redraw_live(self) -> None:
+        latest = self.ctx.live.latest
+        if latest is not None:
+            age = time.time() - latest.ts
+            self.freshness.setText(
+                f"last sample {time.strftime('%H:%M:%S', time.localtime(latest.ts))}"
+                + (f" ({age:.0f} s ago)" if age > 5 * self.ctx.config.interval_s else "")
+            )
+        if not self._dirty:
+            return
+        self._dirty = False
+        self.ctx.signals.live_updated.emit()
+        self.current_page().on_live()
+        self._drawn_ticks += 1
+        if self._drawn_ticks == 2:
+            self.live_drawn.emit()
+
+    def _on_message(self, text: str) -> None:
+        self.statusBar().showMessage(text, 15000)
+        if "lost" in text.lower():
+            self.banner.show_message(text, "error")
+
+    def _on_failed(self, text: str) -> None:
+        self.status.setText("Not recording")
+        self.banner.show_message(
+            f"Sampling is not running: {text} The window still shows the history in the database.",
+            "error",
+        )
+
+    def _read_error(self, text: str) -> None:
+        self.statusBar().showMessage(text, 10000)
+
+    # -- persistence -------------------------------------------------------------------------
+    def _restore(self) -> None:
+        s = self.ctx.settings
+        geometry = s.value("window/geometry")
+        if isinstance(geometry, QByteArray):
+            self.restoreGeometry(geometry)
+        for page in self.pages:
+            page.restore_state(s)
+        last = s.value("window/page", "overview")
+        try:
+            self.show_page(str(last))
+        except KeyError:
+            self.show_page("overview")
+
+    def save(self) -> None:
+        s = self.ctx.settings
+        s.setValue("window/geometry", self.saveGeometry())
+        s.setValue("window/page", self.current_page().key)
+        for page in self.pages:
+            page.save_state(s)
+        s.sync()
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.save()
+        self._redraw.stop()
+        if self.bridge is not None:
+            self.status.setText("Saving the last samples…")
+            self.bridge.stop()
+        super().closeEvent(event)

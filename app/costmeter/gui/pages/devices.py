@@ -1,0 +1,17 @@
+"""The Devices page (placeholder until built)."""
+
+from __future__ import annotations
+
+from PySide6.QtWidgets import QLabel, QVBoxLayout
+
+from costmeter.gui.context import AppContext
+from costmeter.gui.pages.base import Page
+
+
+class DevicesPage(Page):
+    title = "Devices"
+    key = "devices"
+
+    def __init__(self, ctx: AppContext) -> None:
+        super().__init__(ctx)
+        QVBoxLayout(self).addWidget(QLabel("Devices"))

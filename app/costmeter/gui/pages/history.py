@@ -1,0 +1,17 @@
+"""The History page (placeholder until built)."""
+
+from __future__ import annotations
+
+from PySide6.QtWidgets import QLabel, QVBoxLayout
+
+from costmeter.gui.context import AppContext
+from costmeter.gui.pages.base import Page
+
+
+class HistoryPage(Page):
+    title = "History"
+    key = "history"
+
+    def __init__(self, ctx: AppContext) -> None:
+        super().__init__(ctx)
+        QVBoxLayout(self).addWidget(QLabel("History"))

@@ -1,0 +1,17 @@
+"""The Settings page (placeholder until built)."""
+
+from __future__ import annotations
+
+from PySide6.QtWidgets import QLabel, QVBoxLayout
+
+from costmeter.gui.context import AppContext
+from costmeter.gui.pages.base import Page
+
+
+class SettingsPage(Page):
+    title = "Settings"
+    key = "settings"
+
+    def __init__(self, ctx: AppContext) -> None:
+        super().__init__(ctx)
+        QVBoxLayout(self).addWidget(QLabel("Settings"))
