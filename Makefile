@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.costmeter-installed
 DEMO_DB ?= $(CURDIR)/.costmeter-demo.db
 SIM    ?= a100:train,h100:idle,rtx4090:bursty,t4:input-bound
 
-.PHONY: run test lint bench clean
+.PHONY: run demo test lint bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,7 +14,22 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
+# The desktop app: on the machine's GPUs when the NVIDIA driver answers, else on simulated ones.
+# Without a display (a server, CI), record 10 s headless and print the cost report instead.
 run: $(STAMP)
+	@if [ -z "$$DISPLAY$$WAYLAND_DISPLAY" ] && [ "$$(uname)" = Linux ] && [ -z "$$QT_QPA_PLATFORM" ]; then \
+		echo "No display here: recording 10 s headless instead of opening the window."; \
+		$(BIN)/costmeter record --simulate $(SIM) --interval 1 --duration 10 --db $(DEMO_DB) && \
+		$(BIN)/costmeter report --db $(DEMO_DB); \
+	elif $(BIN)/python -c "import pynvml; pynvml.nvmlInit()" 2>/dev/null; then \
+		$(BIN)/costmeter gui; \
+	else \
+		echo "No NVIDIA driver here: opening the app on simulated GPUs."; \
+		$(BIN)/costmeter gui --simulate $(SIM); \
+	fi
+
+# Headless demo: record 10 s of simulated GPUs and print the report.
+demo: $(STAMP)
 	$(BIN)/costmeter record --simulate $(SIM) --interval 1 --duration 10 --db $(DEMO_DB)
 	$(BIN)/costmeter report --db $(DEMO_DB)
 

@@ -135,6 +135,12 @@ def load_config(path: Path | None = None) -> Config:
         return Config()
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"the file could not be read: {err}.", path=str(path)) from err
+    return parse_config(text, path)
+
+
+def parse_config(text: str, path: Path) -> Config:
+    """The configuration in ``text``, as if read from ``path`` (named in errors; relative paths in
+    the file are taken from its folder). The writer checks its text with this before saving."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:

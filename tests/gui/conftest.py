@@ -11,13 +11,13 @@ import pytest
 
 pytest.importorskip("PySide6")
 
-from PySide6.QtCore import QSettings  # noqa: E402
+from PySide6.QtCore import QSettings
 
-from costmeter.config import Config  # noqa: E402
-from costmeter.gui.context import AppContext, ContextSignals  # noqa: E402
-from costmeter.gui.live import LiveState  # noqa: E402
-from costmeter.gui.reader import StoreReader  # noqa: E402
-from costmeter.service.monitor import Monitor, MonitorOptions  # noqa: E402
+from costmeter.config import Config
+from costmeter.gui.context import AppContext, ContextSignals
+from costmeter.gui.live import LiveState
+from costmeter.gui.reader import StoreReader
+from costmeter.service.monitor import Monitor, MonitorOptions
 
 pytestmark = pytest.mark.gui
 
@@ -25,7 +25,9 @@ pytestmark = pytest.mark.gui
 def simulate_history(
     db: Path, hours: float, spec: str = "a100:train,t4:idle", seed: int = 0
 ) -> float:
-    """Write ``hours`` of simulated history ending now (as ``costmeter simulate``); returns its end."""
+    """Write ``hours`` of simulated history ending now, as ``costmeter simulate`` does.
+
+    Returns the end time."""
     end = math.floor(time.time())
     monitor = Monitor(
         MonitorOptions(

@@ -10,7 +10,7 @@ import sqlite_utils
 
 from costmeter.core.errors import StoreError
 from costmeter.store import MIGRATIONS, SCHEMA_VERSION, Store, default_db_path, migrate
-from costmeter.store.database import connect
+from costmeter.store.database import connect, open_database
 
 
 def test_new_database_is_wal_and_current(tmp_path: Path) -> None:
@@ -147,3 +147,25 @@ def test_settings(tmp_path: Path) -> None:
         store.set_setting("k", "v1")
         store.set_setting("k", "v2")
         assert store.get_setting("k") == "v2"
+
+
+def test_threads_opening_a_new_file_at_once_all_succeed(tmp_path: Path) -> None:
+    """The desktop app's recorder and reader open a brand-new file at the same time."""
+    import threading
+
+    errors: list[BaseException] = []
+    for trial in range(10):
+        path = tmp_path / f"new{trial}.db"
+
+        def open_it(path: Path = path) -> None:
+            try:
+                open_database(path)[0].close()
+            except BaseException as exc:  # collected, then asserted on the main thread
+                errors.append(exc)
+
+        threads = [threading.Thread(target=open_it) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert errors == []

@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     config = _check_config(out, args)
     _check_nvml(out, args, config)
     _check_rapl(out)
-    _check_database(out, resolve_db(args))
+    _check_database(out, resolve_db(args, config))
     print("\nAll checks passed." if out.problems == 0 else f"\n{out.problems} problem(s) found.")
     return 0 if out.problems == 0 else 1
 

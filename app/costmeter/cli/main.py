@@ -76,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("overview", "devices", "processes", "history", "settings"),
         help="the page to open on",
     )
+    gui.add_argument("--interval", type=float, metavar="S", help="seconds between samples")
     gui.add_argument("--theme", choices=("light", "dark"), help="override the saved theme")
     gui.add_argument(
         "--settings", metavar="PATH", help="window settings file (default: the platform's)"

@@ -19,7 +19,7 @@ def run(args: argparse.Namespace) -> int:
     if args.interval is not None and args.interval <= 0:
         say("--interval must be more than 0 seconds.")
         return 2
-    db = resolve_db(args)
+    db = resolve_db(args, config)
     monitor = Monitor(
         MonitorOptions(
             db_path=db,

@@ -33,7 +33,7 @@ CSV_FIELDS = (
 def build_report(args: argparse.Namespace, now: float | None = None) -> CostReport | None:
     config = load_config_from(args)
     since = parse_duration(args.since)
-    db = resolve_db(args)
+    db = resolve_db(args, config)
     if not db.exists():
         say(f"there is no database at {db} yet. Record first: costmeter record --db {db}")
         return None

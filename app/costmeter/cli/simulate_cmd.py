@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     interval = args.interval or config.interval_s
     end = math.floor(time.time() / interval) * interval
     start = end - args.hours * 3600
-    db = resolve_db(args)
+    db = resolve_db(args, config)
     monitor = Monitor(
         MonitorOptions(
             db_path=db,

@@ -27,6 +27,8 @@ class ConfigError(CostmeterError):
                 where += f", key '{key}'"
             where += ": "
         super().__init__(where + message)
+        #: The message without the file, line and key (for a form that shows it beside the field).
+        self.message = message
         self.path = path
         self.line = line
         self.key = key

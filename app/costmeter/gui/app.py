@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +17,8 @@ class GuiOptions:
     config_path: Path
     simulate: str | None = None
     seed: int = 0
+    #: Seconds between samples; None = the configuration's.
+    interval_s: float | None = None
     screenshot: Path | None = None
     quit_after: float | None = None
     page: str | None = None
@@ -69,7 +73,13 @@ def run(options: GuiOptions) -> int:
         simulate=options.simulate,
     )
     ctx.signals.theme_changed.connect(lambda name: apply_theme(app, name))
-    bridge = MonitorBridge(options.db_path, config, simulate=options.simulate, seed=options.seed)
+    bridge = MonitorBridge(
+        options.db_path,
+        config,
+        simulate=options.simulate,
+        seed=options.seed,
+        interval_s=options.interval_s,
+    )
     window = MainWindow(ctx, bridge)
     tray = Tray(ctx, window)
     if options.page:
@@ -79,21 +89,8 @@ def run(options: GuiOptions) -> int:
             f"Your configuration has a mistake, so the defaults are in use: {config_error}", "error"
         )
 
-    def restart_simulated() -> None:
-        """The no-GPU banner's button: sample simulated GPUs into their own database."""
-        from costmeter.cli.common import SIMULATED_DB_NAME
-
-        nonlocal bridge
-        bridge.stop()
-        ctx.simulate = "a100:train,h100:idle,rtx4090:bursty,t4:input-bound"
-        ctx.db_path = options.db_path.with_name(SIMULATED_DB_NAME)
-        ctx.reader.set_path(ctx.db_path)
-        bridge = MonitorBridge(ctx.db_path, ctx.config, simulate=ctx.simulate, seed=options.seed)
-        window.attach(bridge)
-        window.banner.hide()
-        bridge.start()
-
-    window.simulate_requested.connect(restart_simulated)
+    if os.environ.get("COSTMETER_STARTUP_PROBE"):
+        _print_first_paint(window)
     window.show()
     bridge.start()
     if options.screenshot is not None:
@@ -113,3 +110,21 @@ def run(options: GuiOptions) -> int:
     bridge.stop()
     ctx.reader.stop()
     return int(code)
+
+
+def _print_first_paint(window: object) -> None:
+    """For bench/bench_gui.py: print the seconds from process start to the first painted frame."""
+    import psutil
+    from PySide6.QtCore import QEvent, QObject
+
+    started = psutil.Process().create_time()
+
+    class FirstPaint(QObject):
+        def eventFilter(self, obj: QObject, event: QEvent) -> bool:
+            if event.type() == QEvent.Type.Paint:
+                print(f"first-paint-s {time.time() - started:.3f}", flush=True)
+                obj.removeEventFilter(self)
+            return False
+
+    probe = FirstPaint(window)  # type: ignore[arg-type]
+    window.installEventFilter(probe)  # type: ignore[attr-defined]

@@ -14,6 +14,7 @@ from PySide6.QtCore import QObject, Signal
 
 from costmeter.config import Config
 from costmeter.core import CostmeterError, DeviceInfo, HostInfo, Tick
+from costmeter.sampling.simulated import FakeNvml
 from costmeter.service.monitor import Monitor, MonitorOptions
 
 
@@ -24,6 +25,8 @@ class Started:
     host_info: HostInfo
     devices: tuple[DeviceInfo, ...]
     gpu_mode: str  # "nvml", "simulated" or "none"
+    #: Seconds between samples, as the recorder runs (settings saved later apply on restart).
+    interval_s: float
     #: Why there are no GPUs (the sampler's message), when gpu_mode is "none".
     no_gpu_reason: str | None = None
     notices: tuple[str, ...] = field(default=())
@@ -43,6 +46,7 @@ class MonitorBridge(QObject):
         *,
         simulate: str | None = None,
         seed: int = 0,
+        interval_s: float | None = None,
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
@@ -50,10 +54,17 @@ class MonitorBridge(QObject):
         self.config = config
         self.simulate = simulate
         self.seed = seed
+        self.interval_s = interval_s
         self._monitor: Monitor | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._opening: list[str] = []
+
+    @property
+    def fake(self) -> FakeNvml | None:
+        """The simulated driver while simulated GPUs are sampled (tests inject faults into it)."""
+        monitor = self._monitor
+        return monitor.fake if monitor is not None else None
 
     @property
     def running(self) -> bool:
@@ -83,7 +94,11 @@ class MonitorBridge(QObject):
 
     def _run(self) -> None:
         options = MonitorOptions(
-            db_path=self.db_path, config=self.config, simulate=self.simulate, seed=self.seed
+            db_path=self.db_path,
+            config=self.config,
+            simulate=self.simulate,
+            seed=self.seed,
+            interval_s=self.interval_s,
         )
         monitor = Monitor(options, on_message=self._say)
         self._monitor = monitor
@@ -103,7 +118,13 @@ class MonitorBridge(QObject):
         assert monitor.host_info is not None
         reason = self._opening[0] if monitor.gpu_mode == "none" and self._opening else None
         self.started.emit(
-            Started(monitor.host_info, tuple(monitor.devices), monitor.gpu_mode, reason)
+            Started(
+                monitor.host_info,
+                tuple(monitor.devices),
+                monitor.gpu_mode,
+                monitor.interval_s,
+                reason,
+            )
         )
         monitor.add_listener(self._on_tick)
         try:

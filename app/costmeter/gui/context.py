@@ -11,6 +11,7 @@ from costmeter.config import Config
 from costmeter.cost.pricing import Pricing
 from costmeter.gui.live import LiveState
 from costmeter.gui.reader import StoreReader
+from costmeter.service.summary import CostSummary
 
 
 class ContextSignals(QObject):
@@ -20,6 +21,14 @@ class ContextSignals(QObject):
     theme_changed = Signal(str)
     #: New live data arrived (emitted at most a few times per second by the main window).
     live_updated = Signal()
+    #: Ask the cost poller to price again now.
+    cost_refresh_requested = Signal()
+    #: Today, this month and the projection were priced (a ``CostSummary``).
+    summary_ready = Signal(object)
+    #: Pricing from the database failed (a sentence for the user).
+    summary_failed = Signal(str)
+    #: Today's cost was priced (the amount, in the configured currency).
+    cost_today = Signal(float)
 
 
 @dataclass
@@ -32,6 +41,8 @@ class AppContext:
     settings: QSettings
     signals: ContextSignals
     simulate: str | None = None
+    #: The latest priced summary (set by the cost poller).
+    summary: CostSummary | None = None
 
     def pricing(self) -> Pricing:
         return self.config.pricing()

@@ -20,6 +20,8 @@ from PySide6.QtWidgets import (
 from costmeter.core import DeviceInfo, Tick
 from costmeter.gui.bridge import MonitorBridge, Started
 from costmeter.gui.context import AppContext
+from costmeter.gui.cost_poller import CostPoller
+from costmeter.gui.live import recent_series
 from costmeter.gui.pages.base import Page
 from costmeter.gui.pages.devices import DevicesPage
 from costmeter.gui.pages.history import HistoryPage
@@ -27,6 +29,19 @@ from costmeter.gui.pages.overview import OverviewPage
 from costmeter.gui.pages.processes import ProcessesPage
 from costmeter.gui.pages.settings import SettingsPage
 from costmeter.gui.widgets.banner import Banner
+from costmeter.store import Store
+from costmeter.store.database import SIMULATED_DB_NAME
+
+PAGE_TYPES: tuple[type[Page], ...] = (
+    OverviewPage,
+    DevicesPage,
+    ProcessesPage,
+    HistoryPage,
+    SettingsPage,
+)
+
+#: What "Start with simulated GPUs" samples: one GPU per workload worth seeing.
+DEMO_SPEC = "a100:train,h100:idle,rtx4090:bursty,t4:input-bound"
 
 #: Redraws happen at most this often, however fast ticks arrive.
 REDRAW_MS = 500
@@ -35,8 +50,8 @@ REDRAW_MS = 500
 class MainWindow(QMainWindow):
     #: Emitted once live data has been drawn (screenshots wait for it).
     live_drawn = Signal()
-    #: Asked to restart sampling on simulated GPUs (the no-GPU banner's button).
-    simulate_requested = Signal()
+    #: Sampling restarted on simulated GPUs (the no-GPU banner's button); the new bridge.
+    simulation_started = Signal(object)
 
     def __init__(self, ctx: AppContext, bridge: MonitorBridge | None = None) -> None:
         super().__init__()
@@ -44,24 +59,21 @@ class MainWindow(QMainWindow):
         self.bridge = bridge
         self.setWindowTitle("Costmeter")
         self.resize(1280, 820)
-        self.pages: list[Page] = [
-            OverviewPage(ctx),
-            DevicesPage(ctx),
-            ProcessesPage(ctx),
-            HistoryPage(ctx),
-            SettingsPage(ctx),
-        ]
+        #: Page classes in navigation order; each page is built the first time it is shown, so
+        #: start-up builds only one.
+        self.page_types: tuple[type[Page], ...] = PAGE_TYPES
+        self._built: dict[int, Page] = {}
         self.nav = QListWidget()
         self.nav.setObjectName("nav")
         self.nav.setFixedWidth(170)
         self.nav.setFrameShape(QListWidget.Shape.NoFrame)
         self.stack = QStackedWidget()
-        for i, page in enumerate(self.pages):
-            item = QListWidgetItem(page.title)
-            item.setToolTip(f"{page.title} (Ctrl+{i + 1})")
+        for i, page_type in enumerate(self.page_types):
+            item = QListWidgetItem(page_type.title)
+            item.setToolTip(f"{page_type.title} (Ctrl+{i + 1})")
             item.setSizeHint(QSize(150, 36))
             self.nav.addItem(item)
-            self.stack.addWidget(page)
+            self.stack.addWidget(QWidget())  # replaced by the page when it is first shown
         self.nav.currentRowChanged.connect(self._show_page)
         self.banner = Banner()
         central = QWidget()
@@ -81,6 +93,7 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.freshness)
         self._dirty = False
         self._gpu_mode = "none"
+        self._interval_s = ctx.config.interval_s
         self._device_count = 0
         self._drawn_ticks = 0
         self._redraw = QTimer(self)
@@ -89,6 +102,7 @@ class MainWindow(QMainWindow):
         self._redraw.start()
         self._shortcuts()
         ctx.reader.error.connect(self._read_error)
+        self.cost_poller = CostPoller(ctx, self)
         if bridge is not None:
             self.attach(bridge)
         self._restore()
@@ -102,7 +116,7 @@ class MainWindow(QMainWindow):
         bridge.failed.connect(self._on_failed)
 
     def _shortcuts(self) -> None:
-        for i in range(len(self.pages)):
+        for i in range(len(self.page_types)):
             sc = QShortcut(QKeySequence(f"Ctrl+{i + 1}"), self)
             sc.activated.connect(lambda i=i: self.nav.setCurrentRow(i))
         QShortcut(QKeySequence(QKeySequence.StandardKey.Preferences), self).activated.connect(
@@ -116,23 +130,45 @@ class MainWindow(QMainWindow):
         )
         QShortcut(QKeySequence("Ctrl+Q"), self).activated.connect(self.close)
 
+    @property
+    def pages(self) -> list[Page]:
+        """The pages built so far."""
+        return [self._built[i] for i in sorted(self._built)]
+
+    def _index(self, key: str) -> int:
+        for i, page_type in enumerate(self.page_types):
+            if page_type.key == key:
+                return i
+        keys = ", ".join(t.key for t in self.page_types)
+        raise KeyError(f"no page '{key}'; pages: {keys}")
+
+    def _build(self, row: int) -> Page:
+        page = self._built.get(row)
+        if page is None:
+            page = self._built[row] = self.page_types[row](self.ctx)
+            page.restore_state(self.ctx.settings)
+            placeholder = self.stack.widget(row)
+            self.stack.insertWidget(row, page)
+            if placeholder is not None:
+                self.stack.removeWidget(placeholder)
+                placeholder.deleteLater()
+        return page
+
     def page(self, key: str) -> Page:
-        for page in self.pages:
-            if page.key == key:
-                return page
-        raise KeyError(f"no page '{key}'; pages: {', '.join(p.key for p in self.pages)}")
+        """The page (built now if it was not yet)."""
+        return self._build(self._index(key))
 
     def show_page(self, key: str) -> None:
-        self.nav.setCurrentRow(self.pages.index(self.page(key)))
+        self.nav.setCurrentRow(self._index(key))
 
     def current_page(self) -> Page:
-        return self.pages[self.stack.currentIndex()]
+        return self._build(max(0, self.nav.currentRow()))
 
     def _show_page(self, row: int) -> None:
         if row < 0:
             return
+        page = self._build(row)
         self.stack.setCurrentIndex(row)
-        page = self.pages[row]
         self.setWindowTitle(f"Costmeter — {page.title}")
         page.on_shown()
         page.on_live()
@@ -143,6 +179,7 @@ class MainWindow(QMainWindow):
     # -- live data ---------------------------------------------------------------------------
     def _on_started(self, started: Started) -> None:
         self.ctx.live.set_devices(started.host_info, started.devices)
+        self._prefill(started)
         self._gpu_mode = started.gpu_mode
         self._device_count = len(started.devices)
         what = {
@@ -150,7 +187,7 @@ class MainWindow(QMainWindow):
             "nvml": f"{len(started.devices)} GPUs",
             "none": "no GPU",
         }[started.gpu_mode]
-        interval = self.ctx.config.interval_s
+        interval = self._interval_s = started.interval_s
         self.status.setText(
             f"Recording {what} and {started.host_info.hostname} every {interval:g} s "
             f"into {self.ctx.db_path}"
@@ -161,7 +198,7 @@ class MainWindow(QMainWindow):
                 f"{reason} Costmeter is showing this machine's CPU only.",
                 "warning",
                 "Start with simulated GPUs",
-                self.simulate_requested.emit,
+                self.start_simulated,
             )
         elif started.gpu_mode == "simulated":
             self.banner.show_message(
@@ -169,6 +206,45 @@ class MainWindow(QMainWindow):
                 f"kept apart from real history in {self.ctx.db_path.name}.",
                 "info",
             )
+
+    def _prefill(self, started: Started) -> None:
+        """Load the last minutes from the store into the live plots (on the reader thread)."""
+        uuids = [d.uuid for d in started.devices]
+        hostname = started.host_info.hostname
+        end = time.time()
+        start = end - self.ctx.live.window_s
+
+        def job(store: Store) -> tuple[dict, dict]:
+            return recent_series(store, uuids, hostname, start, end, self.ctx.live.capacity)
+
+        def done(result: tuple[dict, dict]) -> None:
+            self.ctx.live.seed(*result)
+            self._dirty = True
+
+        self.ctx.reader.submit("live-prefill", job, done)
+
+    def start_simulated(self, spec: str = DEMO_SPEC) -> None:
+        """Sample simulated GPUs instead, into their own database (never mixed with real data)."""
+        old = self.bridge
+        if old is not None:
+            old.stop()
+            for signal in (old.started, old.ticked, old.message, old.failed):
+                signal.disconnect()
+        self.ctx.simulate = spec
+        self.ctx.db_path = self.ctx.db_path.with_name(SIMULATED_DB_NAME)
+        self.ctx.reader.set_path(self.ctx.db_path)
+        seed = old.seed if old is not None else 0
+        bridge = MonitorBridge(
+            self.ctx.db_path,
+            self.ctx.config,
+            simulate=spec,
+            seed=seed,
+            interval_s=old.interval_s if old is not None else None,
+        )
+        self.attach(bridge)
+        self.banner.hide()
+        bridge.start()
+        self.simulation_started.emit(bridge)
 
     def _on_tick(self, tick: Tick, devices: tuple[DeviceInfo, ...]) -> None:
         self.ctx.live.set_devices(self.ctx.live.host_info, devices)
@@ -181,7 +257,7 @@ class MainWindow(QMainWindow):
             age = time.time() - latest.ts
             self.freshness.setText(
                 f"last sample {time.strftime('%H:%M:%S', time.localtime(latest.ts))}"
-                + (f" ({age:.0f} s ago)" if age > 5 * self.ctx.config.interval_s else "")
+                + (f" ({age:.0f} s ago)" if age > 5 * self._interval_s else "")
             )
         if not self._dirty:
             return
@@ -213,8 +289,6 @@ class MainWindow(QMainWindow):
         geometry = s.value("window/geometry")
         if isinstance(geometry, QByteArray):
             self.restoreGeometry(geometry)
-        for page in self.pages:
-            page.restore_state(s)
         last = s.value("window/page", "overview")
         try:
             self.show_page(str(last))

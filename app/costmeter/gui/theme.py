@@ -63,6 +63,15 @@ def apply_theme(app: QApplication, theme: str) -> None:
     for role, colour in roles.items():
         palette.setColor(role, QColor(colour))
     app.setPalette(palette)
+    # Fusion outlines check boxes and radio buttons in the Window colour darkened, which on the
+    # dark Window is the Base colour they are filled with: unticked boxes vanish. Those classes get
+    # a lighter Window (they paint no background with it), so the outline shows.
+    indicators = QPalette(palette)
+    if theme == "dark":
+        indicators.setColor(QPalette.ColorRole.Window, QColor("#9ca3af"))
+    for class_name in ("QCheckBox", "QRadioButton"):
+        # The stubs ask for bytes; PySide6 6.11 takes only str here.
+        QApplication.setPalette(indicators, class_name)  # type: ignore[arg-type]
     app.setStyleSheet(CARD_STYLE["dark" if theme == "dark" else "light"])
     pg.setConfigOptions(
         antialias=False,

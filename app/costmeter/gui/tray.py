@@ -39,6 +39,7 @@ class Tray(QSystemTrayIcon):
         self.setToolTip("Costmeter")
         ctx.signals.live_updated.connect(self._check_idle)
         ctx.signals.config_changed.connect(self._config_changed)
+        ctx.signals.cost_today.connect(self.set_cost_today)
         if QSystemTrayIcon.isSystemTrayAvailable():
             self.show()
 
@@ -52,7 +53,7 @@ class Tray(QSystemTrayIcon):
         self.budget_watch.budget = self.ctx.config.alerts.daily_budget
 
     def set_cost_today(self, cost: float) -> None:
-        """Called by the Overview when it has priced today."""
+        """Today's cost, as the Overview priced it (``cost_today`` signal)."""
         money = format_money(cost, self.ctx.currency)
         self.today_action.setText(f"Today: {money}")
         self.setToolTip(f"Costmeter — {money} today")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
@@ -12,8 +13,17 @@ import platformdirs
 from costmeter.core.errors import StoreError
 from costmeter.store.schema import migrate
 
+#: Opening is serialised within a process: SQLite can fail with "locking protocol" or "disk I/O
+#: error" when two connections turn a brand-new file into a WAL database at the same instant
+#: (the desktop app's recorder and its reader both open the file at start-up).
+_OPEN_LOCK = threading.Lock()
+
 #: How long a statement waits for another connection's lock before giving up (seconds).
 DEFAULT_BUSY_TIMEOUT = 5.0
+
+
+#: Data from simulated GPUs goes to this file beside the real database unless told otherwise.
+SIMULATED_DB_NAME = "costmeter-simulated.db"
 
 
 def default_db_path() -> Path:
@@ -91,7 +101,13 @@ def open_database(
     aside and a fresh database is created in its place (unless ``replace_corrupt`` is False, for
     example while a recorder holds the file: then ``StoreError`` is raised).
     """
-    db_path = Path(path)
+    with _OPEN_LOCK:
+        return _open(Path(path), create, busy_timeout, check, replace_corrupt)
+
+
+def _open(
+    db_path: Path, create: bool, busy_timeout: float, check: bool, replace_corrupt: bool
+) -> tuple[sqlite3.Connection, str | None]:
     if not db_path.exists():
         if not create:
             raise StoreError(f"There is no Costmeter database at {db_path}.")

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Sequence
-
-import sqlite_utils
+from typing import TYPE_CHECKING
 
 from costmeter.core.errors import StoreError
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 #: Raw device columns that get min/avg/max in the rollups (stored units: %, bytes, mW, C, MHz).
 DEVICE_ROLLUP_METRICS: tuple[str, ...] = (
@@ -192,7 +194,7 @@ def _migration_1(db: sqlite_utils.Database) -> None:
     db.executescript(_RAW_TABLES_SQL + _rollup_tables_sql())
 
 
-Migration = Callable[[sqlite_utils.Database], None]
+Migration = Callable[["sqlite_utils.Database"], None]
 
 #: Migration ``i`` (0-based) takes the schema from version ``i`` to ``i + 1``.
 MIGRATIONS: list[Migration] = [_migration_1]
@@ -219,9 +221,21 @@ def migrate(
             f"only knows up to version {len(steps)}. Upgrade Costmeter, or pass --db to use "
             "another file."
         )
+    import sqlite_utils  # imported on use: it costs ~0.4 s, off the app's start-up path
+
     db = sqlite_utils.Database(conn, execute_plugins=False)
     for version in range(before, len(steps)):
-        with db.atomic():
-            steps[version](db)
-            conn.execute(f"PRAGMA user_version = {version + 1}")
+        # IMMEDIATE takes the write lock up front (waiting out the busy timeout), and the version
+        # is read again under it: two processes opening a new file at once (the app's recorder
+        # and its reader) must not both run the same migration.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if schema_version(conn) <= version:
+                steps[version](db)
+                conn.execute(f"PRAGMA user_version = {version + 1}")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
     return before

@@ -9,8 +9,6 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-import sqlite_utils
-
 from costmeter.core.model import DeviceUsage, HostUsage
 from costmeter.store import queries, usage
 from costmeter.store.database import DEFAULT_BUSY_TIMEOUT, open_database
@@ -65,6 +63,8 @@ class Store:
         #: A message for the user from opening (a damaged file was moved aside), or None.
         self.notice = notice
         self._conn = conn
+        import sqlite_utils  # imported on use, off the desktop app's start-up path
+
         self._db = sqlite_utils.Database(conn, execute_plugins=False)
         self._mutex = threading.RLock()
 

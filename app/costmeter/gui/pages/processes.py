@@ -1,11 +1,47 @@
-"""The Processes page (placeholder until built)."""
+"""The Processes page: who holds the GPUs, what they use on the host, and a way to stop them.
+
+The table is rebuilt from ``ctx.live.latest`` on every live update, in place (see
+``ProcessTableModel.set_rows``), so sorting and selection survive. Terminating goes through the
+Qt-free ``costmeter.service.processes.terminate`` after a confirmation naming PID and command; it
+sends the signal and returns at once (the next sample shows whether the process exited).
+"""
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QLabel, QVBoxLayout
+from PySide6.QtCore import QByteArray, QPoint, QSettings, Qt
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QMainWindow,
+    QMenu,
+    QMessageBox,
+    QPushButton,
+    QTableView,
+    QVBoxLayout,
+)
 
 from costmeter.gui.context import AppContext
+from costmeter.gui.models.process_model import (
+    COL_COMMAND,
+    COL_GPU_MEM,
+    ProcessFilterProxy,
+    ProcessRow,
+    ProcessTableModel,
+    rows_from_tick,
+)
 from costmeter.gui.pages.base import Page
+from costmeter.service.processes import refusal, terminate
+
+#: Long command lines are cut to this many characters in the confirmation.
+COMMAND_IN_QUESTION = 80
+
+
+def _short(command: str, limit: int = COMMAND_IN_QUESTION) -> str:
+    return command if len(command) <= limit else command[: limit - 1] + "…"
 
 
 class ProcessesPage(Page):
@@ -14,4 +50,182 @@ class ProcessesPage(Page):
 
     def __init__(self, ctx: AppContext) -> None:
         super().__init__(ctx)
-        QVBoxLayout(self).addWidget(QLabel("Processes"))
+        self.model = ProcessTableModel(self)
+        self.proxy = ProcessFilterProxy(self)
+        self.proxy.setSourceModel(self.model)
+        self._last_tick_ts: float | None = None
+        #: The open context menu, if any (it deletes itself when closed).
+        self.context_menu: QMenu | None = None
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(16, 12, 16, 12)
+        layout.setSpacing(8)
+        bar = QHBoxLayout()
+        self.filter = QLineEdit()
+        self.filter.setPlaceholderText("Filter by command, user or PID")
+        self.filter.setClearButtonEnabled(True)
+        self.filter.setMaximumWidth(420)
+        self.filter.textChanged.connect(self._filter_changed)
+        bar.addWidget(self.filter, 1)
+        self.count = QLabel("")
+        self.count.setStyleSheet("color: palette(placeholder-text);")
+        bar.addWidget(self.count)
+        bar.addStretch(1)
+        self.terminate_button = QPushButton("Terminate…")
+        self.terminate_button.setToolTip("Send SIGTERM to the selected process (asks first)")
+        self.terminate_button.setEnabled(False)
+        self.terminate_button.clicked.connect(self.terminate_selected)
+        bar.addWidget(self.terminate_button)
+        layout.addLayout(bar)
+
+        self.table = QTableView()
+        self.table.setModel(self.proxy)
+        self.table.setSortingEnabled(True)
+        self.table.sortByColumn(COL_GPU_MEM, Qt.SortOrder.DescendingOrder)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setAlternatingRowColors(True)
+        self.table.setWordWrap(False)
+        self.table.verticalHeader().hide()
+        self.table.verticalHeader().setDefaultSectionSize(26)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        header.setStretchLastSection(False)
+        header.setSectionResizeMode(COL_COMMAND, QHeaderView.ResizeMode.Stretch)
+        for col, width in enumerate((80, 100, 0, 60, 100, 60, 70, 90, 90)):
+            if width:
+                self.table.setColumnWidth(col, width)
+        self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.table.customContextMenuRequested.connect(self._context_menu)
+        self.table.selectionModel().selectionChanged.connect(lambda *_: self._selection_changed())
+        layout.addWidget(self.table, 1)
+
+        self.empty = QLabel("")
+        self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty.setWordWrap(True)
+        self.empty.setStyleSheet("color: palette(placeholder-text);")
+        layout.addWidget(self.empty)
+        self.result = QLabel("")
+        self.result.setWordWrap(True)
+        self.result.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        layout.addWidget(self.result)
+        self._update_count()
+
+    # -- live --------------------------------------------------------------------------------
+    def on_live(self) -> None:
+        tick = self.ctx.live.latest
+        if tick is not None and tick.ts == self._last_tick_ts:
+            return
+        self._last_tick_ts = tick.ts if tick is not None else None
+        self.model.set_rows(rows_from_tick(tick))
+        self._update_count()
+        self._selection_changed()
+
+    def has_data(self) -> bool:
+        return self.ctx.live.latest is not None
+
+    def _filter_changed(self, text: str) -> None:
+        self.proxy.set_filter_text(text)
+        self._update_count()
+
+    def _update_count(self) -> None:
+        total, shown = self.model.rowCount(), self.proxy.rowCount()
+        noun = "process" if total == 1 else "processes"
+        self.count.setText(
+            f"{total} {noun}" if shown == total else f"{shown} of {total} {noun} shown"
+        )
+        if self.ctx.live.latest is None:
+            self.empty.setText("Waiting for the first sample…")
+        elif total == 0:
+            self.empty.setText(
+                "No process is using a GPU right now. Processes appear here as soon as one "
+                "allocates GPU memory."
+            )
+        elif shown == 0:
+            self.empty.setText(f"No process matches “{self.filter.text().strip()}”.")
+        else:
+            self.empty.setText("")
+        self.empty.setVisible(bool(self.empty.text()))
+
+    # -- selection and terminating -----------------------------------------------------------
+    def selected_row(self) -> ProcessRow | None:
+        rows = self.table.selectionModel().selectedRows()
+        if not rows:
+            return None
+        source = self.proxy.mapToSource(rows[0])
+        return self.model.row(source.row()) if source.isValid() else None
+
+    def select_pid(self, pid: int) -> bool:
+        """Select the row of ``pid`` (used by tests and by links from other pages)."""
+        for r in range(self.proxy.rowCount()):
+            index = self.proxy.index(r, 0)
+            if self.model.row(self.proxy.mapToSource(index).row()).pid == pid:
+                self.table.selectRow(r)
+                self.table.scrollTo(index)
+                return True
+        return False
+
+    def _selection_changed(self) -> None:
+        self.terminate_button.setEnabled(self.selected_row() is not None)
+
+    def _context_menu(self, pos: QPoint) -> None:
+        index = self.table.indexAt(pos)
+        if not index.isValid():
+            return
+        self.table.selectRow(index.row())
+        row = self.selected_row()
+        if row is None:
+            return
+        menu = QMenu(self)
+        menu.addAction(f"Terminate PID {row.pid}…", self.terminate_selected)
+        menu.addAction("Copy PID", lambda: QGuiApplication.clipboard().setText(str(row.pid)))
+        if row.command:
+            menu.addAction("Copy command", lambda: QGuiApplication.clipboard().setText(row.command))
+        # popup, not exec: no nested event loop, so live updates go on while the menu is open.
+        menu.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        menu.destroyed.connect(self._menu_closed)
+        self.context_menu = menu
+        menu.popup(self.table.viewport().mapToGlobal(pos))
+
+    def _menu_closed(self) -> None:
+        self.context_menu = None
+
+    def terminate_selected(self) -> str | None:
+        """Ask, then terminate the selected process; returns the sentence shown (None: nothing
+        was selected or the user said no)."""
+        row = self.selected_row()
+        if row is None:
+            return None
+        refused = refusal(row.pid)
+        if refused is None:
+            answer = QMessageBox.question(
+                self,
+                "Terminate process",
+                f"Send SIGTERM to PID {row.pid} ({_short(row.label)})?\n\n"
+                "The process is asked to exit; unsaved work in it may be lost.",
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                QMessageBox.StandardButton.No,
+            )
+            if answer != QMessageBox.StandardButton.Yes:
+                return None
+            message = terminate(row.pid, row.create_time)
+        else:
+            message = refused
+        self._show_result(message)
+        return message
+
+    def _show_result(self, message: str) -> None:
+        self.result.setText(message)
+        window = self.window()
+        if isinstance(window, QMainWindow):
+            window.statusBar().showMessage(message, 15000)
+
+    # -- persistence -------------------------------------------------------------------------
+    def save_state(self, settings: QSettings) -> None:
+        settings.setValue(f"{self.key}/header", self.table.horizontalHeader().saveState())
+
+    def restore_state(self, settings: QSettings) -> None:
+        state = settings.value(f"{self.key}/header")
+        if isinstance(state, QByteArray):
+            self.table.horizontalHeader().restoreState(state)

@@ -1,0 +1,34 @@
+"""Run every benchmark in bench/ one after the other and print their figures.
+
+Run: .venv/bin/python bench/run_all.py   (or `make bench`); takes several minutes.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SCRIPTS = [
+    ["bench_sampling_overhead.py", "--seconds", "60"],
+    ["bench_ingest.py"],
+    ["bench_storage.py"],
+    ["bench_history.py"],
+    ["bench_history_pan.py"],
+    ["bench_gui.py"],
+]
+
+
+def main() -> int:
+    failed = 0
+    for script, *args in SCRIPTS:
+        if not (HERE / script).exists():
+            continue
+        print(f"\n== {script} {' '.join(args)}", flush=True)
+        failed += subprocess.run([sys.executable, str(HERE / script), *args]).returncode != 0
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

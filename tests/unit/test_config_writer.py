@@ -1,0 +1,271 @@
+"""Writing the configuration: faithful round trip, atomic replace with a backup, nothing invalid."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import stat
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import costmeter.config_writer as writer
+from costmeter.config import (
+    AlertsConfig,
+    Config,
+    CostConfig,
+    RetentionConfig,
+    SamplingConfig,
+    StorageConfig,
+    load_config,
+    parse_config,
+)
+from costmeter.config_writer import backup_path, dump_config, save_config, toml_string
+from costmeter.core.errors import ConfigError
+from costmeter.cost.pricing import PriceRow, load_default_pricing, make_row
+
+WHERE = Path("/configs/costmeter/config.toml")
+
+# --- strategies ----------------------------------------------------------------------------
+
+# Any character a UTF-8 file can hold, control characters included (they must be escaped).
+_text = st.text(st.characters(exclude_categories=["Cs"]), max_size=30)
+_words = _text.filter(lambda s: s.strip() != "")
+_positive = st.floats(min_value=0, max_value=1e12, exclude_min=True, allow_nan=False)
+_non_negative = st.floats(min_value=0, max_value=1e12, allow_nan=False)
+_DEFAULT_MODELS = [row.model for row in load_default_pricing().gpu_rows]
+
+
+@st.composite
+def _retention(draw: st.DrawFn) -> RetentionConfig:
+    """Days that never shrink from raw to 1-hour data; "forever" (None) only at the end."""
+    kept = draw(st.integers(0, 3))
+    days = sorted(draw(st.lists(_positive, min_size=kept, max_size=kept)))
+    values: list[float | None] = [*days, *[None] * (3 - kept)]
+    return RetentionConfig(*values)
+
+
+@st.composite
+def _gpu_row(draw: st.DrawFn) -> PriceRow:
+    patterns = st.lists(
+        st.one_of(_words.map(re.escape), st.sampled_from(["A100.*80GB", r"RTX\s*3090", "T4$"])),
+        min_size=1,
+        max_size=3,
+    )
+    model, match = draw(
+        st.one_of(
+            st.tuples(st.sampled_from(_DEFAULT_MODELS), st.just([])),  # keeps the default's
+            st.tuples(_words, patterns),
+        )
+    )
+    return make_row(
+        model=model,
+        match=match,
+        hourly=draw(_non_negative),
+        source=draw(_words.filter(lambda s: not s.startswith("your configuration ("))),
+        date=draw(st.one_of(st.just(""), _words, st.just("2025-03-01"))),
+        url=draw(st.one_of(st.none(), _words)),
+        user=True,
+        includes_energy=draw(st.booleans()),
+    )
+
+
+_configs = st.builds(
+    Config,
+    sampling=st.builds(SamplingConfig, interval_s=_positive, process_scan_interval_s=_positive),
+    retention=_retention(),
+    cost=st.builds(
+        CostConfig,
+        currency=st.one_of(st.none(), st.from_regex(r"[A-Z]{3}", fullmatch=True)),
+        tariff_per_kwh=st.one_of(st.none(), _non_negative),
+        carbon_g_per_kwh=st.one_of(st.none(), _non_negative),
+        cpu_core_hour=st.one_of(st.none(), _non_negative),
+        cpu_tdp_w=st.one_of(st.none(), _positive),
+        gpu=st.lists(_gpu_row(), max_size=4).map(tuple),
+    ),
+    alerts=st.builds(
+        AlertsConfig,
+        idle_allocated_minutes=_positive,
+        daily_budget=st.one_of(st.none(), _positive),
+    ),
+    storage=st.builds(
+        StorageConfig,
+        database=st.one_of(
+            st.none(),
+            st.lists(_words.filter(lambda s: "/" not in s and "\x00" not in s), min_size=1).map(
+                lambda parts: Path("/", *parts)
+            ),
+        ),
+    ),
+)
+
+
+# --- round trip ----------------------------------------------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(_configs)
+def test_what_is_written_reads_back_equal(config: Config) -> None:
+    text = dump_config(config, path=WHERE)
+    tomllib.loads(text)  # plain TOML, whatever the strings hold
+    assert parse_config(text, WHERE) == dataclasses.replace(config, path=WHERE)
+
+
+@given(_text)
+def test_strings_survive_escaping(text: str) -> None:
+    assert tomllib.loads(f"s = {toml_string(text)}")["s"] == text
+
+
+def test_the_defaults_make_a_short_file_that_reads_back_as_the_defaults() -> None:
+    text = dump_config(Config())
+    assert "[cost]" not in text and "[storage]" not in text and "daily_budget" not in text
+    assert 'hour_days = "forever"' in text
+    assert parse_config(text, WHERE) == Config(path=WHERE)
+
+
+def test_cost_holds_only_what_the_user_set() -> None:
+    text = dump_config(Config(cost=CostConfig(tariff_per_kwh=0.3)))
+    assert "tariff_per_kwh = 0.3" in text
+    assert "currency" not in text and "carbon" not in text and "[[cost.gpu]]" not in text
+
+
+def test_a_row_without_a_source_names_the_new_file_when_read_back(tmp_path: Path) -> None:
+    row = make_row(
+        model="RTX 3090",
+        match=["RTX 3090"],
+        hourly=0.2,
+        source="your configuration (/old/place/config.toml)",
+        user=True,
+    )
+    path = tmp_path / "config.toml"
+    text = dump_config(Config(cost=CostConfig(gpu=(row,))), path=path)
+    assert "/old/place" not in text
+    saved = save_config(Config(cost=CostConfig(gpu=(row,))), path)
+    assert saved.cost.gpu[0].source == f"your configuration ({path})"
+
+
+# --- saving --------------------------------------------------------------------------------
+
+
+def test_save_writes_a_file_that_load_config_reads(tmp_path: Path) -> None:
+    path = tmp_path / "new" / "folder" / "config.toml"
+    config = Config(
+        sampling=SamplingConfig(interval_s=2.5),
+        retention=RetentionConfig(raw_days=3, minute_days=30, hour_days=400),
+        cost=CostConfig(currency="EUR", tariff_per_kwh=0.31),
+        alerts=AlertsConfig(daily_budget=12.5),
+        storage=StorageConfig(database=tmp_path / "my data.db"),
+    )
+    saved = save_config(config, path)
+    assert saved == dataclasses.replace(config, path=path)
+    assert load_config(path) == saved
+    assert saved.pricing().currency == "EUR"
+    assert not backup_path(path).exists()  # nothing was there before
+    if sys.platform != "win32":
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_save_keeps_the_previous_file_as_bak(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    original = "# my notes\n[sampling]\ninterval_s = 3\n"
+    path.write_text(original, encoding="utf-8")
+    save_config(Config(sampling=SamplingConfig(interval_s=4)), path)
+    assert backup_path(path).read_text(encoding="utf-8") == original
+    assert load_config(path).interval_s == 4.0
+    # The same settings saved again change nothing, so the backup still holds the notes.
+    save_config(Config(sampling=SamplingConfig(interval_s=4)), path)
+    assert backup_path(path).read_text(encoding="utf-8") == original
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.toml", "config.toml.bak"]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX permissions and links")
+def test_save_keeps_permissions_and_follows_a_link(tmp_path: Path) -> None:
+    real = tmp_path / "dotfiles" / "costmeter.toml"
+    real.parent.mkdir()
+    real.write_text("[sampling]\ninterval_s = 3\n", encoding="utf-8")
+    real.chmod(0o600)
+    link = tmp_path / "config.toml"
+    link.symlink_to(real)
+    save_config(Config(sampling=SamplingConfig(interval_s=5)), link)
+    assert link.is_symlink() and load_config(link).interval_s == 5.0
+    assert stat.S_IMODE(real.stat().st_mode) == 0o600
+    assert backup_path(real).read_text(encoding="utf-8") == "[sampling]\ninterval_s = 3\n"
+
+
+def _one_row(model: str, match: tuple[str, ...]) -> Config:
+    row = make_row(model=model, match=match, hourly=1.0, source="x", user=True)
+    return Config(cost=CostConfig(gpu=(row,)))
+
+
+@pytest.mark.parametrize(
+    ("config", "key", "words"),
+    [
+        (
+            Config(retention=RetentionConfig(raw_days=10, minute_days=5)),
+            "retention.minute_days",
+            "minute_days (5) must be at least raw_days (10)",
+        ),
+        (
+            Config(sampling=SamplingConfig(interval_s=0)),
+            "sampling.interval_s",
+            "interval_s must be greater than 0, got 0",
+        ),
+        (
+            Config(cost=CostConfig(tariff_per_kwh=-0.1)),
+            "cost.tariff_per_kwh",
+            "tariff_per_kwh cannot be negative, got -0.1",
+        ),
+        (Config(cost=CostConfig(currency="US")), "cost.currency", "three-letter currency code"),
+        (
+            Config(alerts=AlertsConfig(daily_budget=float("nan"))),
+            "alerts.daily_budget",
+            "must be a finite number",
+        ),
+        (
+            _one_row("Mystery", ()),
+            "cost.gpu.name",
+            "'Mystery' is not a model in the default price table",
+        ),
+        (
+            _one_row("A\ud800", ("A",)),
+            "cost.gpu.name",
+            "not valid TOML",
+        ),
+    ],
+)
+def test_an_invalid_config_is_refused_and_nothing_is_written(
+    tmp_path: Path, config: Config, key: str, words: str
+) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text("[sampling]\ninterval_s = 3\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        save_config(config, path)
+    err = info.value
+    assert words in str(err) and words in err.message
+    assert err.path == str(path) and err.key == key and err.line is not None
+    assert path.read_text(encoding="utf-8") == "[sampling]\ninterval_s = 3\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["config.toml"]
+
+
+def test_a_failed_replace_leaves_the_file_and_no_temporary_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text("[sampling]\ninterval_s = 3\n", encoding="utf-8")
+    real_replace = os.replace
+
+    def failing_replace(src: str | Path, dst: str | Path) -> None:
+        if Path(dst) == path:
+            raise PermissionError(13, "Permission denied")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(writer.os, "replace", failing_replace)
+    with pytest.raises(ConfigError, match="could not be written: Permission denied"):
+        save_config(Config(sampling=SamplingConfig(interval_s=9)), path)
+    assert path.read_text(encoding="utf-8") == "[sampling]\ninterval_s = 3\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.toml", "config.toml.bak"]
