@@ -131,6 +131,21 @@ def test_live_plots_start_with_the_last_minutes_from_the_store(history_db) -> No
     assert len(live.host_series("cpu_percent")[0]) == len(ts_cpu) + 1
 
 
+def test_prefill_finds_gpus_written_under_another_host_name(history_db) -> None:
+    """`costmeter simulate` writes as sim-host; the app on this machine still shows that history."""
+    from costmeter.gui.live import recent_series
+
+    with Store.open(history_db) as store:
+        devices = store.devices()
+        end = max(d.last_seen for d in devices)
+        uuids = [d.uuid for d in devices]
+        data = recent_series(store, uuids, "not-the-writer", end - 300, end, 601)
+    device_series, host_series = data
+    assert {uuid for uuid, _metric in device_series} == {d.uuid for d in devices}
+    assert all(len(ts) >= 290 for ts, _ in device_series.values())
+    assert host_series == {}  # this host has no history of its own yet: nothing is made up
+
+
 def test_gaps_in_live_data_are_not_bridged() -> None:
     import numpy as np
 

@@ -137,8 +137,12 @@ def recent_series(
     dict[tuple[str, str], tuple[list[float], list[float]]],
     dict[str, tuple[list[float], list[float]]],
 ]:
-    """What the store holds of the live metrics over ``[start, end)``, for ``LiveState.seed``."""
-    ids = {d.uuid: d.id for d in store.devices(hostname) if d.uuid in uuids}
+    """What the store holds of the live metrics over ``[start, end)``, for ``LiveState.seed``.
+
+    Devices are found by UUID on any host: the recorder may not have re-registered them under
+    this host yet when this runs, and history written by ``costmeter simulate`` sits elsewhere.
+    """
+    ids = {d.uuid: d.id for d in store.devices() if d.uuid in uuids}
     devices = {}
     for uuid, device_id in ids.items():
         for metric in DEVICE_LIVE_METRICS:

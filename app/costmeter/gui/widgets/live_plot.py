@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtWidgets import QWidget
+from PySide6.QtWidgets import QGraphicsItem, QWidget
 
 
 class LivePlot(pg.PlotWidget):
@@ -29,6 +29,10 @@ class LivePlot(pg.PlotWidget):
         item.showGrid(x=True, y=True, alpha=0.15)
         item.setLabel("left", units=unit)
         item.setLabel("bottom", "seconds ago")
+        # The grid is drawn by the axes across the whole view, so every curve update repainted
+        # the axes' text; a cached pixmap makes that a blit (it is redrawn when the range moves).
+        for name in ("left", "bottom"):
+            item.getAxis(name).setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
         item.setDownsampling(mode="peak")
         item.setClipToView(True)
         self.setXRange(-window_s, 0, padding=0)
