@@ -17,6 +17,7 @@ SCRIPTS = [
     ["bench_history.py"],
     ["bench_history_pan.py"],
     ["bench_gui.py"],
+    ["bench_runs.py"],
 ]
 
 

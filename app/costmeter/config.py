@@ -80,6 +80,9 @@ class Config:
     cost: CostConfig = field(default_factory=CostConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
+    #: ``[backends.NAME]`` tables: each run backend's options as parsed TOML (the backend
+    #: checks them; Costmeter passes them as ``BackendConfig.options``).
+    backends: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, hash=False)
     #: The file this came from; None when built from defaults alone.
     path: Path | None = None
     _pricing: Pricing | None = field(default=None, init=False, repr=False, compare=False)
@@ -91,6 +94,10 @@ class Config:
     @property
     def process_scan_interval_s(self) -> float:
         return self.sampling.process_scan_interval_s
+
+    def backend_options(self, name: str) -> dict[str, Any]:
+        """The options of backend ``name`` (its ``[backends.NAME]`` table; empty without)."""
+        return dict(self.backends.get(name, {}))
 
     def pricing(self) -> Pricing:
         """The effective price table (computed once)."""
@@ -329,7 +336,7 @@ class _Builder:
         return ConfigError(message, path=str(self.path), line=line, key=_key_name(where))
 
     def build(self, data: Mapping[str, Any]) -> Config:
-        self.keys(data, (), ("sampling", "retention", "cost", "alerts", "storage"))
+        self.keys(data, (), ("sampling", "retention", "cost", "alerts", "storage", "backends"))
         sampling = self.numbers(self.table(data, "sampling"), ("sampling",), _SAMPLING)
         retention = self.numbers(self.table(data, "retention"), ("retention",), _RETENTION)
         self.retention_order(retention)
@@ -347,8 +354,22 @@ class _Builder:
                 **self.numbers(self.table(data, "alerts"), ("alerts",), _ALERTS)  # type: ignore[arg-type]
             ),
             storage=self.storage(self.table(data, "storage")),
+            backends=self.backends(self.table(data, "backends")),
             path=self.path,
         )
+
+    def backends(self, table: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+        """``[backends.NAME]`` tables, one per backend; their keys are the backend's to check."""
+        found: dict[str, dict[str, Any]] = {}
+        for name, options in table.items():
+            if not isinstance(options, Mapping):
+                raise self.error(
+                    ("backends", name),
+                    f"backends.{name} must be a table of the backend's options such as "
+                    f"[backends.{name}], got {_show(options)}.",
+                )
+            found[name] = dict(options)
+        return found
 
     def storage(self, table: Mapping[str, Any]) -> StorageConfig:
         self.keys(table, ("storage",), ("database",))

@@ -76,7 +76,15 @@ def toml_value(value: object) -> str:
         return toml_string(str(value))
     if isinstance(value, list | tuple):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{toml_key(k)} = {toml_value(v)}" for k, v in value.items()) + "}"
     raise TypeError(f"cannot write {type(value).__name__} {value!r} to the configuration file")
+
+
+def toml_key(key: object) -> str:
+    """A key as TOML: bare when it can be, else a quoted string."""
+    text = str(key)
+    return text if re.fullmatch(r"[A-Za-z0-9_-]+", text) else toml_string(text)
 
 
 def _days(value: float | None) -> object:
@@ -86,7 +94,11 @@ def _days(value: float | None) -> object:
 def _table(name: str, values: Mapping[str, object], *, array: bool = False) -> list[str]:
     """A ``[name]`` (or ``[[name]]``) header and its keys; values that are None are left out."""
     header = f"[[{name}]]" if array else f"[{name}]"
-    return ["", header, *(f"{k} = {toml_value(v)}" for k, v in values.items() if v is not None)]
+    return [
+        "",
+        header,
+        *(f"{toml_key(k)} = {toml_value(v)}" for k, v in values.items() if v is not None),
+    ]
 
 
 def _gpu_row(row: PriceRow) -> dict[str, object]:
@@ -149,6 +161,8 @@ def dump_config(config: Config, *, path: Path | None = None) -> str:
     )
     if config.storage.database is not None:
         lines += _table("storage", {"database": config.storage.database})
+    for name, options in config.backends.items():  # kept as they are: the backends' own
+        lines += _table(f"backends.{toml_key(name)}", options)
     return "\n".join(lines) + "\n"
 
 

@@ -131,8 +131,19 @@ def test_keyboard_shortcuts_switch_pages(qtbot, make_ctx) -> None:
     handle = window.windowHandle()  # keys through the window system, as a user's keys arrive
     QTest.keyClick(handle, Qt.Key.Key_3, Qt.KeyboardModifier.ControlModifier)
     assert window.current_page().key == "processes"
+    QTest.keyClick(handle, Qt.Key.Key_4, Qt.KeyboardModifier.ControlModifier)
+    assert window.current_page().key == "runs"
+    QTest.keyClick(handle, Qt.Key.Key_N, Qt.KeyboardModifier.ControlModifier)  # New run…
+    runs_page = window.current_page()
+    dialog = getattr(runs_page, "dialog", None)
+    assert dialog is not None and dialog.isVisible()
+    dialog.reject()
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow, timeout=5000)
     QTest.keyClick(handle, Qt.Key.Key_1, Qt.KeyboardModifier.ControlModifier)
     assert window.current_page().key == "overview"
+    QTest.keyClick(handle, Qt.Key.Key_6, Qt.KeyboardModifier.ControlModifier)
+    assert window.current_page().key == "settings"
 
 
 @pytest.mark.slow

@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gui.add_argument(
         "--page",
-        choices=("overview", "devices", "processes", "history", "settings"),
+        choices=("overview", "devices", "processes", "runs", "history", "settings"),
         help="the page to open on",
     )
     gui.add_argument("--interval", type=float, metavar="S", help="seconds between samples")
@@ -83,8 +83,82 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(gui)
 
+    def run_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--backend", metavar="NAME", help="run backend (default: local)")
+        p.add_argument(
+            "--backend-option",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="an option of the backend, over its [backends.NAME] table in the config file "
+            '(repeatable; VALUE is read as TOML when it can be: 2, true, "x")',
+        )
+        p.add_argument(
+            "--gpus",
+            type=int,
+            metavar="N",
+            help="GPUs to place each run on (CUDA_VISIBLE_DEVICES); without it a run is not "
+            "placed and is charged for the GPUs its processes use",
+        )
+        p.add_argument("--name", metavar="NAME", help="the run's name (default: from the command)")
+        p.add_argument("--budget", metavar="MONEY", help="stop a run once it costs more (2.50)")
+        p.add_argument("--time-limit", metavar="DURATION", help="stop a run after this (30m, 2h)")
+        p.add_argument(
+            "--profile",
+            metavar="PROFILE",
+            help="simulated workload of a run's process on simulated GPUs (default: the GPU's "
+            "profile in --simulate, else train)",
+        )
+        p.add_argument("--interval", type=float, metavar="S", help="seconds between samples")
+        _common(p)
+        p.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD ARGS...")
+
+    run = sub.add_parser(
+        "run",
+        help="run a command, sample the machine meanwhile, and say what it cost",
+        usage="costmeter run [options] -- CMD [ARGS...]",
+        description="Run CMD (after --), sampling the machine while it runs. Prints the cost "
+        "expected from past runs of the same command first, streams its output, then a summary "
+        "with what it cost; exits with its exit code (130 after Ctrl-C, which cancels it).",
+    )
+    run_options(run)
+    swp = sub.add_parser(
+        "sweep",
+        help="run a command over a grid of values, K at a time",
+        usage="costmeter sweep --grid NAME=V1,V2 [--grid ...] [options] -- CMD {NAME} ...",
+        description="One run per combination of the grids' values, {NAME} in CMD replaced by "
+        "the value; up to --max-parallel at once, at most --per-gpu on one GPU. Output lines "
+        "start with the run's name; a table of the runs closes it.",
+    )
+    swp.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2,...")
+    swp.add_argument("--max-parallel", type=int, default=1, metavar="K", help="runs at once")
+    swp.add_argument("--per-gpu", type=int, default=1, metavar="M", help="runs per GPU at once")
+    swp.add_argument(
+        "--stop-on-failure", action="store_true", help="start no more runs once one fails"
+    )
+    run_options(swp)
+    rns = sub.add_parser("runs", help="the runs Costmeter launched, newest first")
+    rns.add_argument("--format", choices=("table", "json"), default="table")
+    rns.add_argument("--limit", type=int, default=50, metavar="N", help="at most N runs")
+    rns.add_argument(
+        "--simulate",
+        nargs="?",
+        const="",
+        metavar="SPEC",
+        help="read the simulation database (where runs with --simulate went)",
+    )
+    _common(rns, simulate=False)
+
     doc = sub.add_parser("doctor", help="check the NVIDIA driver, permissions and the database")
     _common(doc)
+
+    plug = sub.add_parser(
+        "plugins", help="list the run backends installed, whether each loads, what each can do"
+    )
+    plug.add_argument("--format", choices=("table", "json"), default="table")
+    plug.add_argument(
+        "--config", metavar="PATH", help="config file whose [backends.NAME] options are used"
+    )
     return parser
 
 

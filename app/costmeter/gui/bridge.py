@@ -67,6 +67,16 @@ class MonitorBridge(QObject):
         return monitor.fake if monitor is not None else None
 
     @property
+    def monitor(self) -> Monitor | None:
+        """The live monitor once it has opened (its writer started), else None.
+
+        For run services, which hand it the runs' PIDs and put them on simulated GPUs; call
+        its methods from worker threads only.
+        """
+        monitor = self._monitor
+        return monitor if monitor is not None and monitor.writer is not None else None
+
+    @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, QSettings, Signal
 
@@ -12,6 +13,9 @@ from costmeter.cost.pricing import Pricing
 from costmeter.gui.live import LiveState
 from costmeter.gui.reader import StoreReader
 from costmeter.service.summary import CostSummary
+
+if TYPE_CHECKING:
+    from costmeter.gui.run_manager import RunManager
 
 
 class ContextSignals(QObject):
@@ -43,6 +47,8 @@ class AppContext:
     simulate: str | None = None
     #: The latest priced summary (set by the cost poller).
     summary: CostSummary | None = None
+    #: Runs launched from this window (made by the main window, or by the Runs page alone).
+    runs: RunManager | None = None
 
     def pricing(self) -> Pricing:
         return self.config.pricing()

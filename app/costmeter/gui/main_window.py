@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QMainWindow,
+    QMessageBox,
     QStackedWidget,
     QVBoxLayout,
     QWidget,
@@ -27,7 +28,9 @@ from costmeter.gui.pages.devices import DevicesPage
 from costmeter.gui.pages.history import HistoryPage
 from costmeter.gui.pages.overview import OverviewPage
 from costmeter.gui.pages.processes import ProcessesPage
+from costmeter.gui.pages.runs import RunsPage
 from costmeter.gui.pages.settings import SettingsPage
+from costmeter.gui.run_manager import GRACE_S, RunManager
 from costmeter.gui.widgets.banner import Banner
 from costmeter.store import Store
 from costmeter.store.database import SIMULATED_DB_NAME
@@ -36,6 +39,7 @@ PAGE_TYPES: tuple[type[Page], ...] = (
     OverviewPage,
     DevicesPage,
     ProcessesPage,
+    RunsPage,
     HistoryPage,
     SettingsPage,
 )
@@ -45,6 +49,8 @@ DEMO_SPEC = "a100:train,h100:idle,rtx4090:bursty,t4:input-bound"
 
 #: Redraws happen at most this often, however fast ticks arrive.
 REDRAW_MS = 500
+#: Closing with runs to cancel waits at most this long for their end and cost.
+CANCEL_WAIT_MS = int(GRACE_S * 1000) + 15_000
 
 
 class MainWindow(QMainWindow):
@@ -103,6 +109,10 @@ class MainWindow(QMainWindow):
         self._shortcuts()
         ctx.reader.error.connect(self._read_error)
         self.cost_poller = CostPoller(ctx, self)
+        #: This window's runs (the Runs page shows them; closing asks about those going).
+        self.runs = ctx.runs = RunManager(ctx, bridge, self)
+        self._runs_resolved = False
+        self._shut = False
         if bridge is not None:
             self.attach(bridge)
         self._restore()
@@ -110,6 +120,7 @@ class MainWindow(QMainWindow):
     # -- wiring ------------------------------------------------------------------------------
     def attach(self, bridge: MonitorBridge) -> None:
         self.bridge = bridge
+        self.runs.bridge = bridge
         bridge.started.connect(self._on_started)
         bridge.ticked.connect(self._on_tick)
         bridge.message.connect(self._on_message)
@@ -242,6 +253,7 @@ class MainWindow(QMainWindow):
             interval_s=old.interval_s if old is not None else None,
         )
         self.attach(bridge)
+        self.runs.set_bridge(bridge)
         self.banner.hide()
         bridge.start()
         self.simulation_started.emit(bridge)
@@ -303,9 +315,53 @@ class MainWindow(QMainWindow):
             page.save_state(s)
         s.sync()
 
+    def ask_about_runs(self, count: int) -> str:
+        """What to do with runs still going on close: "cancel", "leave" or "stay"."""
+        box = QMessageBox(self)
+        box.setIcon(QMessageBox.Icon.Question)
+        box.setWindowTitle("Runs are still going")
+        noun = "run is" if count == 1 else "runs are"
+        box.setText(f"{count} {noun} still going.")
+        box.setInformativeText(
+            "Cancel them (their cost so far is recorded), leave them running (Costmeter stops "
+            "watching them, so their end and cost are not recorded), or keep the window open?"
+        )
+        cancel = box.addButton("Cancel them", QMessageBox.ButtonRole.DestructiveRole)
+        leave = box.addButton("Leave them running", QMessageBox.ButtonRole.AcceptRole)
+        stay = box.addButton("Don't close", QMessageBox.ButtonRole.RejectRole)
+        box.setDefaultButton(stay)
+        box.exec()
+        clicked = box.clickedButton()
+        return "cancel" if clicked is cancel else "leave" if clicked is leave else "stay"
+
+    def _close_after_cancelling(self, count: int) -> None:
+        self._runs_resolved = True
+        noun = "run" if count == 1 else "runs"
+        self.status.setText(f"Cancelling {count} {noun} before closing…")
+        self.runs.idle.connect(self.close)
+        QTimer.singleShot(CANCEL_WAIT_MS, self.close)
+        self.runs.cancel_all()
+
     def closeEvent(self, event: QCloseEvent) -> None:
+        if self._shut:
+            super().closeEvent(event)
+            return
+        going = self.runs.active()
+        if going and not self._runs_resolved:
+            choice = self.ask_about_runs(len(going))
+            if choice != "leave":
+                event.ignore()
+                if choice == "cancel":
+                    self._close_after_cancelling(len(going))
+                return
+        self._shut = True
         self.save()
         self._redraw.stop()
+        left = len(self.runs.active())
+        self.runs.shutdown()
+        if left:
+            noun = "run goes" if left == 1 else "runs go"
+            print(f"costmeter: {left} {noun} on without Costmeter watching.", flush=True)
         if self.bridge is not None:
             self.status.setText("Saving the last samples…")
             self.bridge.stop()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -20,6 +20,7 @@ from costmeter.core import (
     DeviceInfo,
     HostInfo,
     HostSample,
+    ProcessSample,
     SamplerUnavailable,
     SimulatedClock,
     SystemClock,
@@ -29,7 +30,12 @@ from costmeter.cost.energy import EnergyTracker
 from costmeter.sampling.host import HostSampler
 from costmeter.sampling.loop import SamplingLoop
 from costmeter.sampling.nvml import NvmlSampler
-from costmeter.sampling.simulated import FakeNvml, SimulatedHostSampler, make_fake_nvml
+from costmeter.sampling.simulated import (
+    PID_BASE,
+    FakeNvml,
+    SimulatedHostSampler,
+    make_fake_nvml,
+)
 from costmeter.store import RetentionPolicy, Writer
 
 Listener = Callable[[Tick], None]
@@ -107,7 +113,7 @@ class Monitor:
                 clock=self.clock,
                 hostname=hostname,
                 process_scan_interval_s=opts.config.process_scan_interval_s,
-                process_fallback=self.fake.process_sample if self.fake is not None else None,
+                process_fallback=self._simulated_process if self.fake is not None else None,
             )
         self.host_info = self.host_sampler.info()
         retention = opts.config.retention
@@ -126,12 +132,26 @@ class Monitor:
             self._say(self.writer.notice)
         self.writer.register(self.host_info, self.devices)
 
+    def _simulated_process(self, pid: int) -> ProcessSample | None:
+        """The simulated side of a process psutil cannot read: only simulated PIDs have one (a
+        real process put on a simulated GPU by a run has simply ended)."""
+        if self.fake is None or pid < PID_BASE:
+            return None
+        return self.fake.process_sample(pid)
+
     @property
     def devices(self) -> list[DeviceInfo]:
         return list(self.gpu.devices) if self.gpu is not None else []
 
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
+
+    def set_tracked_pids(self, pids: Iterable[int]) -> None:
+        """Sample these processes (and their children) from the next tick on: the runs' PIDs.
+
+        Safe from any thread: the set is replaced, never changed in place.
+        """
+        self.options.tracked_pids = set(pids)
 
     # -- one tick ---------------------------------------------------------------------------
     def tick(self) -> Tick:

@@ -194,10 +194,36 @@ def _migration_1(db: sqlite_utils.Database) -> None:
     db.executescript(_RAW_TABLES_SQL + _rollup_tables_sql())
 
 
+def _migration_2(db: sqlite_utils.Database) -> None:
+    """Runs launched by Costmeter: where and how they ran, and their cost once finished."""
+    columns = (
+        ("created", "REAL"),  # when it was queued
+        ("host", "TEXT"),  # the machine whose samples are attributed (this one for local runs)
+        ("node", "TEXT"),  # where the backend says it executed; NULL for this machine
+        ("message", "TEXT"),
+        ("handle_key", "TEXT"),
+        ("handle_data", "TEXT"),  # JSON
+        ("run_dir", "TEXT"),
+        ("command_key", "TEXT"),  # the normalised argv, for estimates from past runs
+        ("sweep", "TEXT"),
+        ("gpu_seconds", "REAL"),
+        ("cpu_seconds", "REAL"),
+        ("energy_kwh", "REAL"),
+        ("cost", "REAL"),
+        ("currency", "TEXT"),
+        ("estimate", "REAL"),
+        ("estimate_runs", "INTEGER"),
+    )
+    for name, kind in columns:
+        db.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+    db.execute("CREATE INDEX runs_command_key ON runs (command_key, status)")
+    db.execute("CREATE INDEX runs_started ON runs (started)")
+
+
 Migration = Callable[["sqlite_utils.Database"], None]
 
 #: Migration ``i`` (0-based) takes the schema from version ``i`` to ``i + 1``.
-MIGRATIONS: list[Migration] = [_migration_1]
+MIGRATIONS: list[Migration] = [_migration_1, _migration_2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -15,6 +15,7 @@ from costmeter.store.database import DEFAULT_BUSY_TIMEOUT, open_database
 from costmeter.store.lock import is_locked, lock_holder
 from costmeter.store.retention import Cutoffs, RetentionPolicy, apply_retention, read_cutoffs
 from costmeter.store.rollup import HOUR_MS, MINUTE_MS, rebuild_rollups
+from costmeter.store.runs import RunStore
 from costmeter.store.schema import schema_version
 
 
@@ -67,6 +68,7 @@ class Store:
 
         self._db = sqlite_utils.Database(conn, execute_plugins=False)
         self._mutex = threading.RLock()
+        self._runs: RunStore | None = None
 
     @classmethod
     def open(
@@ -88,6 +90,15 @@ class Store:
 
     def __enter__(self) -> Store:
         return self
+
+    def runs(self) -> RunStore:
+        """The run rows, read through this store's connection (and under its lock)."""
+        with self._mutex:
+            if self._runs is None:
+                runs = RunStore(self._conn, self.path)
+                runs._mutex = self._mutex  # one connection, one lock (same package)
+                self._runs = runs
+            return self._runs
 
     def __exit__(self, *exc: object) -> None:
         self.close()

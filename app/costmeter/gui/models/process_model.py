@@ -8,6 +8,7 @@ for text) so that "10 GiB" sorts after "9 GiB" and a missing value sorts first.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,7 +44,7 @@ class ProcessRow:
     sm_util: float | None = None
     cpu_percent: float | None = None
     rss: int | None = None
-    #: The run the process belongs to (filled in by later work).
+    #: The name of the Costmeter run the process belongs to ("" for none).
     run: str = ""
     #: The process's start time as sampled, so that a recycled PID is never terminated.
     create_time: float | None = None
@@ -78,14 +79,19 @@ _HEADER_TIPS = {
     "(averaged over its GPUs)",
     COL_CPU: "CPU use in percent of one core (over 100 % uses several cores)",
     COL_RSS: "Resident memory on the host",
+    COL_RUN: "The Costmeter run the process belongs to (Runs page, or costmeter run)",
 }
 _MISSING = -1.0
 
 
-def rows_from_tick(tick: Tick | None) -> list[ProcessRow]:
-    """The union of the tick's GPU processes and its host processes, matched by PID."""
+def rows_from_tick(tick: Tick | None, runs: Mapping[int, str] | None = None) -> list[ProcessRow]:
+    """The union of the tick's GPU processes and its host processes, matched by PID.
+
+    ``runs`` maps the PIDs of Costmeter runs to the runs' names (the Run column).
+    """
     if tick is None:
         return []
+    runs = runs or {}
     gpus: dict[int, list[tuple[int, int | None, float | None]]] = {}
     for dev in tick.devices:
         if dev.lost:
@@ -110,6 +116,7 @@ def rows_from_tick(tick: Tick | None) -> list[ProcessRow]:
                 sm_util=sum(sms) / len(sms) if sms else None,
                 cpu_percent=hp.cpu_percent if hp else None,
                 rss=hp.rss if hp else None,
+                run=runs.get(pid, ""),
                 create_time=hp.create_time if hp else None,
                 gpu_detail="\n".join(_gpu_detail(i, m, s) for i, m, s in on),
             )

@@ -8,6 +8,8 @@ sends the signal and returns at once (the next sample shows whether the process 
 
 from __future__ import annotations
 
+import time
+
 from PySide6.QtCore import QByteArray, QPoint, QSettings, Qt
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
@@ -35,6 +37,10 @@ from costmeter.gui.models.process_model import (
 )
 from costmeter.gui.pages.base import Page
 from costmeter.service.processes import refusal, terminate
+from costmeter.store import Store
+
+#: The runs other Costmeter processes launched are read from the database this often.
+RUN_NAMES_EVERY_S = 5.0
 
 #: Long command lines are cut to this many characters in the confirmation.
 COMMAND_IN_QUESTION = 80
@@ -54,6 +60,9 @@ class ProcessesPage(Page):
         self.proxy = ProcessFilterProxy(self)
         self.proxy.setSourceModel(self.model)
         self._last_tick_ts: float | None = None
+        #: PID -> run name of unfinished runs in the database (any launcher).
+        self._db_runs: dict[int, str] = {}
+        self._db_runs_read = 0.0
         #: The open context menu, if any (it deletes itself when closed).
         self.context_menu: QMenu | None = None
 
@@ -118,12 +127,29 @@ class ProcessesPage(Page):
         if tick is not None and tick.ts == self._last_tick_ts:
             return
         self._last_tick_ts = tick.ts if tick is not None else None
-        self.model.set_rows(rows_from_tick(tick))
+        self.model.set_rows(rows_from_tick(tick, self.run_names()))
         self._update_count()
         self._selection_changed()
 
     def has_data(self) -> bool:
         return self.ctx.live.latest is not None
+
+    def run_names(self) -> dict[int, str]:
+        """PID -> run name: this window's live runs, and unfinished runs in the database."""
+        if time.monotonic() - self._db_runs_read > RUN_NAMES_EVERY_S:
+            self._db_runs_read = time.monotonic()
+
+            def job(store: Store) -> dict[int, str]:
+                return {pid: r.name for r in store.runs().unfinished() for pid in r.pids}
+
+            self.ctx.reader.submit("process-run-names", job, self._got_run_names)
+        names = dict(self._db_runs)
+        if self.ctx.runs is not None:
+            names.update(self.ctx.runs.pid_names())
+        return names
+
+    def _got_run_names(self, names: dict[int, str]) -> None:
+        self._db_runs = names
 
     def _filter_changed(self, text: str) -> None:
         self.proxy.set_filter_text(text)

@@ -1,0 +1,111 @@
+"""``costmeter runs``: the runs Costmeter launched, newest first, as a table or JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from costmeter.cli.common import load_config_from, resolve_db, say
+from costmeter.cli.run_cmd import energy_text, seconds_text
+from costmeter.cli.table import render
+from costmeter.cost.run_cost import format_cost
+from costmeter.store.runs import RunRow, RunStore
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.limit is not None and args.limit < 1:
+        say(f"--limit must be at least 1, not {args.limit}.")
+        return 2
+    config = load_config_from(args)
+    db = resolve_db(args, config)
+    if not db.exists():
+        if args.format == "json":
+            print("[]")
+        else:
+            say(f"there is no database at {db} yet, so no runs. Start one: costmeter run -- CMD")
+        return 0
+    with RunStore.open(db) as store:
+        rows = store.list_runs(args.limit)
+    if args.format == "json":
+        print(json.dumps([as_json(r) for r in rows], indent=2))
+        return 0
+    if not rows:
+        say(f"no runs in {db} yet. Start one: costmeter run -- CMD")
+        return 0
+    currency = config.pricing().currency
+    print(table(rows, currency))
+    return 0
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat().replace("+00:00", "Z")
+
+
+def as_json(r: RunRow) -> dict[str, Any]:
+    """One run; times are ISO 8601 in UTC, money in ``currency``, unrounded."""
+    return {
+        "id": r.id,
+        "name": r.name,
+        "backend": r.backend,
+        "status": r.status,
+        "exit_code": r.exit_code,
+        "started": _iso(r.started),
+        "ended": _iso(r.ended),
+        "created": _iso(r.created),
+        "duration_s": r.duration_s,
+        "host": r.host,
+        "node": r.node,
+        "gpus": r.gpus,
+        "pids": r.pids,
+        "gpu_hours": None if r.gpu_seconds is None else r.gpu_seconds / 3600,
+        "cpu_seconds": r.cpu_seconds,
+        "energy_kwh": r.energy_kwh,
+        "cost": r.cost,
+        "currency": r.currency,
+        "estimate": r.estimate,
+        "estimate_runs": r.estimate_runs,
+        "sweep": r.sweep,
+        "argv": r.spec.get("argv", []),
+        "message": r.message,
+    }
+
+
+def table(rows: list[RunRow], currency: str) -> str:
+    headers = [
+        "id",
+        "name",
+        "backend",
+        "status",
+        "exit",
+        "started",
+        "duration",
+        "on GPUs",
+        "energy",
+        "cost",
+    ]
+    body = []
+    for r in rows:
+        started = (
+            datetime.fromtimestamp(r.started).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+            if r.started is not None
+            else "-"
+        )
+        body.append(
+            (
+                str(r.id),
+                r.name,
+                r.backend,
+                r.status,
+                "" if r.exit_code is None else str(r.exit_code),
+                started,
+                "" if r.duration_s is None else seconds_text(r.duration_s),
+                ",".join(f"#{i}" for i in r.gpus) or "-",
+                "" if r.energy_kwh is None else energy_text(r.energy_kwh),
+                "" if r.cost is None else format_cost(r.cost, r.currency or currency),
+            )
+        )
+    return render(headers, body, numeric={0, 4, 6, 8, 9})

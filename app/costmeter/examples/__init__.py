@@ -1,0 +1,1 @@
+"""Example training scripts shipped with Costmeter (offline, small, reporting progress)."""

@@ -1,0 +1,397 @@
+"""Runs in the database: their rows, and the samples attributed to each.
+
+A run's row is written by the process that launched it (``costmeter run``, the desktop app),
+through its own connection: the recorder's writer keeps the samples, this keeps the runs, and
+WAL lets both write one file. Attribution reads what the recorder stored: the run's processes
+(its PIDs, started during the run) in ``process_samples`` and ``gpu_process_samples``, and the
+device samples of the GPUs it held, cut to the run's lifetime.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from costmeter.core.model import HostUsage
+from costmeter.store.database import DEFAULT_BUSY_TIMEOUT, open_database
+from costmeter.store.retention import read_cutoffs
+from costmeter.store.usage import host_usage
+
+_JSON_COLUMNS = frozenset({"spec", "gpus", "pids", "handle_data"})
+#: A process counts as the run's when it started no earlier than this before the run (clock
+#: granularity of ``create_time``); older processes with a reused PID are someone else's.
+CREATE_SLACK_S = 2.0
+UNFINISHED = ("queued", "starting", "running")
+
+
+@dataclass(frozen=True, slots=True)
+class RunRow:
+    id: int
+    name: str
+    backend: str
+    spec: dict[str, Any]
+    status: str
+    created: float | None
+    started: float | None
+    ended: float | None
+    exit_code: int | None
+    gpus: list[int]
+    pids: list[int]
+    host: str | None
+    node: str | None
+    message: str
+    handle_key: str | None
+    handle_data: dict[str, str]
+    run_dir: str | None
+    command_key: str | None
+    sweep: str | None
+    gpu_seconds: float | None
+    cpu_seconds: float | None
+    energy_kwh: float | None
+    cost: float | None
+    currency: str | None
+    estimate: float | None
+    estimate_runs: int | None
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started is None:
+            return None
+        return max(0.0, (self.ended if self.ended is not None else self.started) - self.started)
+
+
+_COLUMNS = tuple(f.name for f in fields(RunRow))
+_WRITABLE = frozenset(_COLUMNS) - {"id"}
+
+
+class ShareRow(NamedTuple):
+    """One device interval within a run, with the run's and others' processes on the GPU
+    (the fields of ``costmeter.cost.run_cost.GpuTick``)."""
+
+    dt_s: float
+    energy_j: float | None
+    energy_measured: bool
+    run_procs: int
+    run_mem: int | None
+    run_sm: float | None
+    other_procs: int
+    other_mem: int | None
+    other_sm: float | None
+    holders: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceShares:
+    host: str
+    index: int
+    uuid: str
+    name: str
+    rows: tuple[ShareRow, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RunSamples:
+    """What the samples say a run used between ``start`` and ``end``."""
+
+    start: float
+    end: float
+    devices: tuple[DeviceShares, ...]
+    #: CPU seconds of the run's sampled processes; None when none was sampled.
+    cpu_seconds: float | None
+    cpu_count: int
+    host: HostUsage | None
+
+
+def _decode(row: sqlite3.Row | tuple[Any, ...]) -> RunRow:
+    values = dict(zip(_COLUMNS, row, strict=True))
+    for col in _JSON_COLUMNS:
+        raw = values[col]
+        values[col] = json.loads(raw) if raw else ({} if col in ("spec", "handle_data") else [])
+    values["message"] = values["message"] or ""
+    return RunRow(**values)
+
+
+def _encode(col: str, value: object) -> object:
+    if col in _JSON_COLUMNS:
+        return json.dumps(value, sort_keys=True)
+    return value
+
+
+class RunStore:
+    """Reads and writes run rows through its own connection. Safe to share between threads."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self._conn = conn
+        self.path = path
+        self._mutex = threading.RLock()
+
+    @classmethod
+    def open(
+        cls, path: str | os.PathLike[str], *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT
+    ) -> RunStore:
+        # Never moves a damaged file aside: the recorder (or Store.open) decides that.
+        conn, _ = open_database(path, busy_timeout=busy_timeout, replace_corrupt=False)
+        return cls(conn, Path(path))
+
+    def close(self) -> None:
+        with self._mutex:
+            self._conn.close()
+
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- rows -----------------------------------------------------------------------------------
+
+    def insert(self, **values: object) -> int:
+        """A new run row; returns its id. Keys are ``RunRow`` field names (not ``id``)."""
+        bad = set(values) - _WRITABLE
+        if bad:
+            raise ValueError(f"Unknown run columns: {', '.join(sorted(bad))}.")
+        cols = list(values)
+        marks = ",".join("?" * len(cols))
+        with self._mutex:
+            cur = self._conn.execute(
+                f"INSERT INTO runs ({','.join(cols)}) VALUES ({marks})",
+                [_encode(c, values[c]) for c in cols],
+            )
+            return int(cur.lastrowid or 0)
+
+    def update(self, run_id: int, **values: object) -> None:
+        bad = set(values) - _WRITABLE
+        if bad:
+            raise ValueError(f"Unknown run columns: {', '.join(sorted(bad))}.")
+        if not values:
+            return
+        sets = ", ".join(f"{c} = ?" for c in values)
+        with self._mutex:
+            self._conn.execute(
+                f"UPDATE runs SET {sets} WHERE id = ?",
+                [*(_encode(c, v) for c, v in values.items()), run_id],
+            )
+
+    def get(self, run_id: int) -> RunRow | None:
+        with self._mutex:
+            row = self._conn.execute(
+                f"SELECT {','.join(_COLUMNS)} FROM runs WHERE id = ?", (run_id,)
+            ).fetchone()
+        return None if row is None else _decode(row)
+
+    def list_runs(
+        self, limit: int | None = None, *, sweep: str | None = None, ids: Iterable[int] = ()
+    ) -> list[RunRow]:
+        """Newest first."""
+        sql = f"SELECT {','.join(_COLUMNS)} FROM runs"
+        params: list[object] = []
+        where = []
+        if sweep is not None:
+            where.append("sweep = ?")
+            params.append(sweep)
+        id_list = list(ids)
+        if id_list:
+            where.append(f"id IN ({','.join('?' * len(id_list))})")
+            params.extend(id_list)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY coalesce(created, started, 0) DESC, id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        with self._mutex:
+            rows = self._conn.execute(sql, params).fetchall()
+        return [_decode(r) for r in rows]
+
+    def unfinished(self) -> list[RunRow]:
+        """Runs whose row says queued, starting or running."""
+        marks = ",".join("?" * len(UNFINISHED))
+        with self._mutex:
+            rows = self._conn.execute(
+                f"SELECT {','.join(_COLUMNS)} FROM runs WHERE status IN ({marks}) ORDER BY id",
+                UNFINISHED,
+            ).fetchall()
+        return [_decode(r) for r in rows]
+
+    def past_costs(
+        self, command_key: str, *, currency: str, limit: int = 20, exclude: int | None = None
+    ) -> list[float]:
+        """Costs of the latest succeeded runs of the same command, newest first."""
+        with self._mutex:
+            rows = self._conn.execute(
+                "SELECT cost FROM runs WHERE command_key = ? AND status = 'succeeded'"
+                " AND cost IS NOT NULL AND currency = ? AND id != ? ORDER BY id DESC LIMIT ?",
+                (command_key, currency, -1 if exclude is None else exclude, limit),
+            ).fetchall()
+        return [float(r[0]) for r in rows]
+
+    # -- attribution ----------------------------------------------------------------------------
+
+    def samples(self, run: RunRow, end: float | None = None) -> RunSamples:
+        """The samples attributed to ``run`` from its start to its end (or ``end`` if given,
+        for a run still going)."""
+        start = run.started if run.started is not None else (run.created or 0.0)
+        stop = end if end is not None else (run.ended if run.ended is not None else start)
+        with self._mutex:
+            return _samples(self._conn, run, start, max(start, stop))
+
+
+def _samples(conn: sqlite3.Connection, run: RunRow, start: float, end: float) -> RunSamples:
+    # A run on another machine (a Ray node) is attributed from that node's samples, which the
+    # launcher writes under the node's name (``costmeter.service.node_ingest``).
+    where = run.node or run.host or ""
+    host_row = conn.execute(
+        "SELECT id, hostname, cpu_count FROM hosts WHERE hostname = ?", (where,)
+    ).fetchone()
+    if host_row is None:  # nothing sampled where it ran
+        return RunSamples(start, end, (), None, 1, None)
+    hid, hostname, cpu_count = host_row
+    procs = _run_processes(conn, hid, run.pids, start, end)
+    cpu = _cpu_seconds(conn, procs)
+    placed = set(run.gpus)
+    found = _gpus_used(conn, procs, start, end) if not placed else set()
+    devices = tuple(
+        _device_shares(conn, run, hid, hostname, idx, set(procs), start, end, idx in placed)
+        for idx in sorted(placed | found)
+    )
+    hosts = [h for h in host_usage(conn, start, end, read_cutoffs(conn)) if h.host == hostname]
+    return RunSamples(
+        start,
+        end,
+        tuple(d for d in devices if d is not None),
+        cpu,
+        cpu_count or 1,
+        hosts[0] if hosts else None,
+    )
+
+
+def _run_processes(
+    conn: sqlite3.Connection, hid: int, pids: Sequence[int], start: float, end: float
+) -> list[int]:
+    if not pids:
+        return []
+    marks = ",".join("?" * len(pids))
+    rows = conn.execute(
+        f"SELECT id FROM processes WHERE host_id = ? AND pid IN ({marks})"
+        " AND (create_time = 0 OR create_time BETWEEN ? AND ?)",
+        (hid, *pids, start - CREATE_SLACK_S, end + CREATE_SLACK_S),
+    ).fetchall()
+    return [int(r[0]) for r in rows]
+
+
+def _cpu_seconds(conn: sqlite3.Connection, procs: Sequence[int]) -> float | None:
+    if not procs:
+        return None
+    marks = ",".join("?" * len(procs))
+    rows = conn.execute(
+        f"SELECT max(cpu_time_s) FROM process_samples WHERE proc_id IN ({marks}) GROUP BY proc_id",
+        tuple(procs),
+    ).fetchall()
+    values = [float(r[0]) for r in rows if r[0] is not None]
+    return sum(values) if values else None
+
+
+def _gpus_used(
+    conn: sqlite3.Connection, procs: Sequence[int], start: float, end: float
+) -> set[int]:
+    """Indices of the GPUs the run's processes showed up on (a run placed on none)."""
+    if not procs:
+        return set()
+    marks = ",".join("?" * len(procs))
+    rows = conn.execute(
+        f"SELECT DISTINCT d.idx FROM gpu_process_samples g JOIN devices d ON d.id = g.device_id"
+        f" WHERE g.proc_id IN ({marks}) AND g.ts > ? AND g.ts <= ?",
+        (*procs, round(start * 1000), round(end * 1000) + 600_000),
+    ).fetchall()
+    return {int(r[0]) for r in rows}
+
+
+def _holders(
+    conn: sqlite3.Connection, run: RunRow, hostname: str, idx: int, start: float, end: float
+) -> list[tuple[float, float]]:
+    """Lifetimes of the other runs on ``hostname`` (where they ran: their node, else the
+    launcher's host) that held GPU ``idx`` during ``[start, end]``."""
+    rows = conn.execute(
+        "SELECT gpus, started, coalesce(ended, ?) FROM runs WHERE coalesce(node, host) = ?"
+        " AND id != ? AND started IS NOT NULL AND started < ? AND coalesce(ended, ?) > ?",
+        (end, hostname, run.id, end, end, start),
+    ).fetchall()
+    return [(float(s), float(e)) for g, s, e in rows if idx in json.loads(g or "[]")]
+
+
+def _device_shares(
+    conn: sqlite3.Connection,
+    run: RunRow,
+    hid: int,
+    hostname: str,
+    idx: int,
+    mine: set[int],
+    start: float,
+    end: float,
+    placed: bool,
+) -> DeviceShares | None:
+    dev = conn.execute(
+        "SELECT id, uuid, name FROM devices WHERE host_id = ? AND idx = ?"
+        " ORDER BY coalesce(last_seen, 0) DESC LIMIT 1",
+        (hid, idx),
+    ).fetchone()
+    if dev is None:
+        return None
+    did, uuid, name = dev
+    s_ms, e_ms = round(start * 1000), round(end * 1000)
+    # A sample at ts covers (ts - dt, ts]; gaps are at most a few seconds (EnergyTracker).
+    samples = conn.execute(
+        "SELECT ts, dt_ms, energy_mj, energy_measured FROM device_samples WHERE device_id = ?"
+        " AND ts > ? AND ts < ? AND dt_ms > 0 AND ts - dt_ms < ? ORDER BY ts",
+        (did, s_ms, e_ms + 600_000, e_ms),
+    ).fetchall()
+    procs: dict[int, list[tuple[int, int | None, int | None]]] = defaultdict(list)
+    for ts, proc_id, mem, sm in conn.execute(
+        "SELECT ts, proc_id, gpu_mem, sm_util FROM gpu_process_samples WHERE device_id = ?"
+        " AND ts > ? AND ts < ?",
+        (did, s_ms, e_ms + 600_000),
+    ):
+        procs[ts].append((proc_id, mem, sm))
+    others = _holders(conn, run, hostname, idx, start, end) if placed else []
+    rows = []
+    for ts, dt_ms, energy_mj, measured in samples:
+        overlap = min(ts, e_ms) - max(ts - dt_ms, s_ms)
+        if overlap <= 0:
+            continue
+        frac = overlap / dt_ms
+        here = procs.get(ts, [])
+        run_p = [p for p in here if p[0] in mine]
+        other_p = [p for p in here if p[0] not in mine]
+        t = ts / 1000
+        rows.append(
+            ShareRow(
+                dt_s=overlap / 1000,
+                energy_j=None if energy_mj is None else energy_mj / 1000 * frac,
+                energy_measured=bool(measured),
+                run_procs=len(run_p),
+                run_mem=_total(p[1] for p in run_p),
+                run_sm=_total(p[2] for p in run_p),
+                other_procs=len(other_p),
+                other_mem=_total(p[1] for p in other_p),
+                other_sm=_total(p[2] for p in other_p),
+                holders=(1 + sum(1 for s, e in others if s < t <= e)) if placed else 0,
+            )
+        )
+    return DeviceShares(hostname, idx, uuid, name or "", tuple(rows))
+
+
+def _total(values: Iterable[int | None]) -> int | None:
+    """The sum, or None when any value is unknown."""
+    total = 0
+    for v in values:
+        if v is None:
+            return None
+        total += v
+    return total
