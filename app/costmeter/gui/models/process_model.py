@@ -23,6 +23,7 @@ from PySide6.QtCore import (
 
 from costmeter.core import Tick
 from costmeter.core.units import format_bytes
+from costmeter.gui.models.headers import header_data
 
 #: Numeric (or lower-case text) value of a cell, for sorting.
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -215,18 +216,9 @@ class ProcessTableModel(QAbstractTableModel):
     def headerData(
         self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
     ) -> Any:
-        if orientation != Qt.Orientation.Horizontal or not 0 <= section < len(COLUMNS):
-            return None
-        if role == Qt.ItemDataRole.DisplayRole:
-            return COLUMNS[section]
-        if role == Qt.ItemDataRole.ToolTipRole:
-            return _HEADER_TIPS.get(section)
-        if role == Qt.ItemDataRole.TextAlignmentRole:
-            side = (
-                Qt.AlignmentFlag.AlignRight if section in _NUMERIC else Qt.AlignmentFlag.AlignLeft
-            )
-            return int(side | Qt.AlignmentFlag.AlignVCenter)
-        return None
+        return header_data(
+            section, orientation, role, columns=COLUMNS, numeric=_NUMERIC, tips=_HEADER_TIPS
+        )
 
     # -- updating ----------------------------------------------------------------------------
     def set_rows(self, rows: list[ProcessRow]) -> None:

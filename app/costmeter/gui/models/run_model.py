@@ -25,6 +25,7 @@ from PySide6.QtGui import QColor, QGuiApplication, QPalette
 
 from costmeter.core.units import format_duration
 from costmeter.cost.run_cost import format_cost
+from costmeter.gui.models.headers import header_data
 from costmeter.runs.events import RunInfo
 from costmeter.service.run_costs import LiveRun
 from costmeter.store.runs import UNFINISHED, RunRow
@@ -343,18 +344,9 @@ class RunTableModel(QAbstractTableModel):
     def headerData(
         self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
     ) -> Any:
-        if orientation != Qt.Orientation.Horizontal or not 0 <= section < len(COLUMNS):
-            return None
-        if role == Qt.ItemDataRole.DisplayRole:
-            return COLUMNS[section]
-        if role == Qt.ItemDataRole.ToolTipRole:
-            return _HEADER_TIPS.get(section)
-        if role == Qt.ItemDataRole.TextAlignmentRole:
-            side = (
-                Qt.AlignmentFlag.AlignRight if section in _NUMERIC else Qt.AlignmentFlag.AlignLeft
-            )
-            return int(side | Qt.AlignmentFlag.AlignVCenter)
-        return None
+        return header_data(
+            section, orientation, role, columns=COLUMNS, numeric=_NUMERIC, tips=_HEADER_TIPS
+        )
 
     def set_rows(self, rows: list[RunView]) -> None:
         """Show ``rows`` (unique ids): gone ids removed, changed rows updated, new ones added."""
