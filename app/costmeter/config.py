@@ -19,10 +19,9 @@ from typing import Any
 
 import platformdirs
 
+from costmeter.config_locator import KeyLocator, KeyPath, key_name, syntax_error
 from costmeter.core.errors import ConfigError
 from costmeter.cost.pricing import PriceRow, Pricing, load_default_pricing, make_row
-
-KeyPath = tuple[str | int, ...]
 
 
 def default_config_path() -> Path:
@@ -73,6 +72,27 @@ class StorageConfig:
     database: Path | None = None
 
 
+#: What a remote host speaks: a Costmeter agent, or any Prometheus exporter's /metrics.
+HOST_KINDS = ("agent", "prometheus")
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteHostConfig:
+    """A ``[hosts.NAME]`` table: a machine whose samples are pulled over HTTP(S).
+
+    The token is read from ``token_file`` (which must not be readable by others), or from the
+    OS keyring (service "costmeter", user NAME) when ``token_keyring`` is true; neither means
+    no token (an agent on 127.0.0.1 without one).
+    """
+
+    name: str
+    url: str
+    kind: str = "agent"
+    token_file: Path | None = None
+    token_keyring: bool = False
+    enabled: bool = True
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
@@ -83,6 +103,11 @@ class Config:
     #: ``[backends.NAME]`` tables: each run backend's options as parsed TOML (the backend
     #: checks them; Costmeter passes them as ``BackendConfig.options``).
     backends: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, hash=False)
+    #: ``[hosts.NAME]`` tables: remote machines to pull samples from, in file order.
+    hosts: tuple[RemoteHostConfig, ...] = ()
+    #: ``[advice]``: rule thresholds over their defaults (``costmeter.advice.thresholds``),
+    #: numbers by key; the advice package checks the keys.
+    advice: Mapping[str, float] = field(default_factory=dict, hash=False)
     #: The file this came from; None when built from defaults alone.
     path: Path | None = None
     _pricing: Pricing | None = field(default=None, init=False, repr=False, compare=False)
@@ -151,141 +176,10 @@ def parse_config(text: str, path: Path) -> Config:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
-        raise _syntax_error(path, text, err) from err
+        raise syntax_error(path, text, err) from err
     return _Builder(path, text).build(data)
 
 
-# --- finding the line of a key -------------------------------------------------------------
-
-_HEADER = re.compile(r"^\s*(\[\[?)\s*(.+?)\s*(\]\]?)\s*(?:#.*)?$")
-_PART = r"""(?:[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"|'[^']*')"""
-_KEY = re.compile(rf"^\s*({_PART}(?:\s*\.\s*{_PART})*)\s*=")
-_KEY_PART = re.compile(_PART)
-_TRIPLE_QUOTES = ('"""', "'''")
-
-
-def _split_key(text: str) -> tuple[str, ...]:
-    return tuple(p[1:-1] if p[:1] in "\"'" else p for p in _KEY_PART.findall(text))
-
-
-class KeyLocator:
-    """Maps key paths such as ``("cost", "gpu", 1, "hourly")`` to 1-based line numbers.
-
-    It scans the text line by line, following ``[table]`` and ``[[array]]`` headers (an array
-    element is addressed by its 0-based index) and skipping the inside of multi-line strings and
-    arrays. Keys inside inline tables are not found; ``line_of`` then falls back to the nearest
-    enclosing key or header.
-    """
-
-    def __init__(self, text: str) -> None:
-        self._lines: dict[KeyPath, int] = {}
-        self._counts: dict[KeyPath, int] = {}
-        self._headers: list[tuple[int, KeyPath]] = []
-        current: KeyPath = ()
-        depth = 0  # brackets still open from a multi-line value
-        quote: str | None = None  # an unterminated multi-line string
-        for lineno, line in enumerate(text.splitlines(), start=1):
-            if quote is not None:
-                end = line.find(quote)
-                if end >= 0:
-                    depth, quote = _scan_value(line[end + 3 :], depth)
-                continue
-            if depth > 0:
-                depth, quote = _scan_value(line, depth)
-                continue
-            header = _HEADER.match(line)
-            if header and len(header.group(1)) == len(header.group(3)):
-                names = _split_key(header.group(2))
-                current = self._resolve(names, header.group(1) == "[[", lineno)
-                self._lines.setdefault(current, lineno)
-                self._headers.append((lineno, current))
-                continue
-            key = _KEY.match(line)
-            if key:
-                self._lines.setdefault(current + _split_key(key.group(1)), lineno)
-                depth, quote = _scan_value(line[key.end() :], 0)
-
-    def _resolve(self, names: tuple[str, ...], is_array: bool, lineno: int) -> KeyPath:
-        """The location of a header, inserting the current index of enclosing arrays."""
-        location: KeyPath = ()
-        for i, name in enumerate(names):
-            location = (*location, name)
-            if is_array and i == len(names) - 1:
-                count = self._counts.get(location, 0)
-                self._counts[location] = count + 1
-                self._lines.setdefault(location, lineno)
-                return (*location, count)
-            if location in self._counts:
-                location = (*location, self._counts[location] - 1)
-        return location
-
-    def table_at(self, lineno: int) -> KeyPath:
-        """The table that a line belongs to (the last header at or above it)."""
-        table: KeyPath = ()
-        for header_line, path in self._headers:
-            if header_line > lineno:
-                break
-            table = path
-        return table
-
-    def line_of(self, path: KeyPath) -> int | None:
-        """The line of ``path``, else of its nearest ancestor that appears; None if none does."""
-        for end in range(len(path), 0, -1):
-            line = self._lines.get(tuple(path[:end]))
-            if line is not None:
-                return line
-        return None
-
-
-def _scan_value(text: str, depth: int) -> tuple[int, str | None]:
-    """Bracket depth after ``text``, skipping strings and comments, and any open triple quote."""
-    i = 0
-    while i < len(text):
-        if text.startswith(_TRIPLE_QUOTES, i):
-            quote = text[i : i + 3]
-            end = text.find(quote, i + 3)
-            if end < 0:
-                return depth, quote
-            i = end + 3
-            continue
-        char = text[i]
-        if char in "\"'":
-            i += 1
-            while i < len(text) and text[i] != char:
-                i += 2 if char == '"' and text[i] == "\\" else 1
-        elif char == "#":
-            break
-        elif char in "[{":
-            depth += 1
-        elif char in "]}":
-            depth = max(depth - 1, 0)
-        i += 1
-    return depth, None
-
-
-def _syntax_error(path: Path, text: str, err: tomllib.TOMLDecodeError) -> ConfigError:
-    """tomllib's message with its "(at line L, column C)" turned into ConfigError's fields."""
-    message = str(err)
-    line: int | None = None
-    key: str | None = None
-    found = re.search(r"\s*\(at line (\d+), column (\d+)\)", message)
-    if found:
-        line = int(found.group(1))
-        message = f"{message[: found.start()]} at column {found.group(2)}"
-        lines = text.splitlines()
-        key_match = _KEY.match(lines[line - 1]) if 0 < line <= len(lines) else None
-        if key_match:
-            table = KeyLocator(text).table_at(line)
-            key = _key_name(table + _split_key(key_match.group(1)))
-    else:
-        message = message.replace("(at end of document)", "at the end of the file")
-    message = message[:1].lower() + message[1:]
-    return ConfigError(f"this is not valid TOML: {message}.", path=str(path), line=line, key=key)
-
-
-# --- checking values -----------------------------------------------------------------------
-
-#: key -> (what it must be, default, must be > 0 (else >= 0), may be "forever")
 _Spec = dict[str, tuple[str, float | None, bool, bool]]
 _SECONDS, _DAYS = "a number of seconds", "a number of days"
 _SAMPLING: _Spec = {
@@ -310,16 +204,12 @@ _ALERTS: _Spec = {
 _GPU_KEYS = ("name", "match", "hourly", "source", "date", "url", "includes_energy")
 
 
-def _key_name(path: KeyPath) -> str:
-    return ".".join(str(p) for p in path if not isinstance(p, int))
-
-
 def _table_name(path: KeyPath) -> str:
     if not path:
         return "the top level"
     if isinstance(path[-1], int):
-        return f"[[{_key_name(path)}]] (entry {path[-1] + 1})"
-    return f"[{_key_name(path)}]"
+        return f"[[{key_name(path)}]] (entry {path[-1] + 1})"
+    return f"[{key_name(path)}]"
 
 
 def _show(value: Any) -> str:
@@ -333,10 +223,14 @@ class _Builder:
 
     def error(self, where: KeyPath, message: str) -> ConfigError:
         line = self.locator.line_of(where)
-        return ConfigError(message, path=str(self.path), line=line, key=_key_name(where))
+        return ConfigError(message, path=str(self.path), line=line, key=key_name(where))
 
     def build(self, data: Mapping[str, Any]) -> Config:
-        self.keys(data, (), ("sampling", "retention", "cost", "alerts", "storage", "backends"))
+        self.keys(
+            data,
+            (),
+            ("sampling", "retention", "cost", "alerts", "storage", "backends", "hosts", "advice"),
+        )
         sampling = self.numbers(self.table(data, "sampling"), ("sampling",), _SAMPLING)
         retention = self.numbers(self.table(data, "retention"), ("retention",), _RETENTION)
         self.retention_order(retention)
@@ -355,6 +249,8 @@ class _Builder:
             ),
             storage=self.storage(self.table(data, "storage")),
             backends=self.backends(self.table(data, "backends")),
+            hosts=self.hosts(self.table(data, "hosts")),
+            advice=self.advice(self.table(data, "advice")),
             path=self.path,
         )
 
@@ -369,6 +265,63 @@ class _Builder:
                     f"[backends.{name}], got {_show(options)}.",
                 )
             found[name] = dict(options)
+        return found
+
+    def hosts(self, table: Mapping[str, Any]) -> tuple[RemoteHostConfig, ...]:
+        found = []
+        for name, raw in table.items():
+            where: KeyPath = ("hosts", name)
+            if not isinstance(raw, Mapping):
+                raise self.error(
+                    where,
+                    f"hosts.{name} must be a table such as [hosts.{name}] with url = "
+                    f'"http://HOST:9464", got {_show(raw)}.',
+                )
+            self.keys(raw, where, ("url", "kind", "token_file", "token", "enabled"))
+            url = self.string(raw, (*where, "url"), "the host's URL (http://HOST:PORT)")
+            if not url or not url.lower().startswith(("http://", "https://")):
+                raise self.error(
+                    (*where, "url"),
+                    f'hosts.{name} needs url = "http://HOST:PORT" (or https://), got '
+                    f"{_show(raw.get('url'))}.",
+                )
+            kind = self.string(raw, (*where, "kind"), "agent or prometheus") or "agent"
+            if kind not in HOST_KINDS:
+                raise self.error(
+                    (*where, "kind"), f"kind must be agent or prometheus, got {_show(kind)}."
+                )
+            token_file = None
+            text = self.string(raw, (*where, "token_file"), "the path of a token file")
+            if text:
+                token_file = Path(text).expanduser()
+                if not token_file.is_absolute() and self.path is not None:
+                    token_file = self.path.parent / token_file
+            token = self.string(raw, (*where, "token"), '"keyring"')
+            if token not in (None, "keyring"):
+                raise self.error(
+                    (*where, "token"),
+                    'token can only be "keyring" (the token itself is never kept in this file; '
+                    "use token_file for a file), got a different value.",
+                )
+            enabled = self.flag(raw, (*where, "enabled")) if "enabled" in raw else True
+            found.append(
+                RemoteHostConfig(
+                    name=str(name),
+                    url=url.rstrip("/"),
+                    kind=kind,
+                    token_file=token_file,
+                    token_keyring=token == "keyring",
+                    enabled=enabled,
+                )
+            )
+        return tuple(found)
+
+    def advice(self, table: Mapping[str, Any]) -> dict[str, float]:
+        found: dict[str, float] = {}
+        for key, value in table.items():
+            number = self.number(value, ("advice", key), "a number", positive=False)
+            assert number is not None
+            found[str(key)] = number
         return found
 
     def storage(self, table: Mapping[str, Any]) -> StorageConfig:

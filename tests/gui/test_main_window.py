@@ -142,7 +142,7 @@ def test_keyboard_shortcuts_switch_pages(qtbot, make_ctx) -> None:
     qtbot.waitUntil(window.isActiveWindow, timeout=5000)
     QTest.keyClick(handle, Qt.Key.Key_1, Qt.KeyboardModifier.ControlModifier)
     assert window.current_page().key == "overview"
-    QTest.keyClick(handle, Qt.Key.Key_6, Qt.KeyboardModifier.ControlModifier)
+    QTest.keyClick(handle, Qt.Key.Key_8, Qt.KeyboardModifier.ControlModifier)
     assert window.current_page().key == "settings"
 
 

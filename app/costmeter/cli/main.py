@@ -38,6 +38,35 @@ def build_parser() -> argparse.ArgumentParser:
     rec = sub.add_parser("record", help="sample GPUs and the host into the database (headless)")
     rec.add_argument("--interval", type=float, metavar="S", help="seconds between samples")
     rec.add_argument("--duration", metavar="S", help="stop after this long (90, 15m, 2h)")
+    rec.add_argument(
+        "--remote",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="also pull samples from a Costmeter agent at URL (repeatable); it backfills what "
+        "it missed while the agent was unreachable",
+    )
+    rec.add_argument(
+        "--token-file",
+        action="append",
+        default=[],
+        metavar="F",
+        help="the token for the --remote URL given just before it (or for every --remote when "
+        "given once); the file must not be readable by others",
+    )
+    rec.add_argument(
+        "--scrape",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="also read a Prometheus exporter's /metrics (dcgm-exporter, node_exporter) at URL "
+        "(repeatable)",
+    )
+    rec.add_argument(
+        "--no-local",
+        action="store_true",
+        help="sample only the remote hosts, not this machine",
+    )
     _common(rec)
 
     sim = sub.add_parser(
@@ -62,6 +91,106 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(rep, simulate=False)
 
+    adv = sub.add_parser(
+        "advise",
+        help="recommendations to pay less, with the evidence and the money each saves",
+        description="Read the recorded samples and runs, and list what to change to pay less: "
+        "idle or under-used GPUs, memory headroom or pressure, input-bound runs, power limits, "
+        "packing sweeps, budgets. Each comes with its evidence and savings per month.",
+    )
+    adv.add_argument("--since", default="24h", metavar="DURATION", help="e.g. 1h, 24h, 7d")
+    adv.add_argument("--format", choices=("table", "json"), default="table")
+    adv.add_argument(
+        "--all", action="store_true", help="include dismissed and snoozed recommendations"
+    )
+    adv.add_argument(
+        "--simulate",
+        nargs="?",
+        const="",
+        metavar="SPEC",
+        help="read the simulation database (the default for commands run with --simulate)",
+    )
+    _common(adv, simulate=False)
+
+    cmp_ = sub.add_parser(
+        "compress",
+        help="compress a model and measure size, CPU latency and accuracy before and after",
+        description="Apply a compression METHOD to MODEL and measure, with torch on this "
+        "machine's CPU, its size, latency at batch 1 and at a larger batch, and (with --eval) "
+        "its accuracy and agreement with the original. Needs torch (pip install "
+        "'costmeter[torch]').",
+    )
+    cmp_.add_argument(
+        "model",
+        metavar="MODEL",
+        help="torch.save(model) file, TorchScript or torch.export (.pt2) file",
+    )
+    cmp_.add_argument(
+        "--method",
+        required=True,
+        metavar="METHOD",
+        help="int8-dynamic, int8-weight, fp16, bf16 or prune:AMOUNT (prune:0.5)",
+    )
+    cmp_.add_argument("--eval", metavar="DATA.npz", help="arrays x and y to measure accuracy on")
+    cmp_.add_argument("--out", metavar="PATH", help="save the compressed model here")
+    cmp_.add_argument("--format", choices=("table", "json"), default="table")
+    cmp_.add_argument(
+        "--max-drop",
+        type=float,
+        default=1.0,
+        metavar="POINTS",
+        help="reject the compressed model when accuracy drops more than this many "
+        "percentage points (default 1)",
+    )
+    cmp_.add_argument(
+        "--trust",
+        action="store_true",
+        help="allow unpickling a torch.save(model) file: unpickling runs code from the file, "
+        "so only pass this for files you made or trust",
+    )
+    cmp_.add_argument("--batch", type=int, default=64, metavar="N", help="the larger batch")
+    cmp_.add_argument("--repeat", type=int, default=30, metavar="N", help="timed runs per figure")
+
+    exm = sub.add_parser(
+        "example",
+        help="train a bundled example model (needs torch)",
+        description="Train a bundled example. digits: a small MLP on scikit-learn's digits, the "
+        "same model the runs example trains; --out saves it for `costmeter compress`.",
+    )
+    exm.add_argument("name", choices=("digits",), help="the example")
+    exm.add_argument("--out", metavar="MODEL", help="save the trained model (torch.save)")
+    exm.add_argument("--eval-out", metavar="DATA.npz", help="save the held-out data (x, y)")
+    exm.add_argument("--epochs", type=int, default=20)
+    exm.add_argument("--seed", type=int, default=0)
+
+    agt = sub.add_parser(
+        "agent",
+        help="serve this machine's samples to a remote Costmeter or Prometheus (headless)",
+        description="Sample this machine with the same samplers as `record`, keep a local "
+        "buffer so nothing is lost while no one is connected, and serve /metrics (Prometheus "
+        "text format), /v1/info and /v1/samples. Listens on 127.0.0.1 unless told otherwise; "
+        "any other address needs --token-file.",
+    )
+    agt.add_argument(
+        "--listen",
+        default="127.0.0.1:9464",
+        metavar="HOST:PORT",
+        help="address to listen on (default 127.0.0.1:9464; port 0 picks a free one)",
+    )
+    agt.add_argument("--token-file", metavar="F", help="file holding the bearer token")
+    agt.add_argument("--tls-cert", metavar="F", help="certificate (PEM) to serve HTTPS")
+    agt.add_argument("--tls-key", metavar="F", help="private key (PEM) of --tls-cert")
+    agt.add_argument("--interval", type=float, metavar="S", help="seconds between samples")
+    agt.add_argument(
+        "--buffer-hours",
+        type=float,
+        default=24.0,
+        metavar="H",
+        help="how long the local buffer keeps samples for backfill (default 24)",
+    )
+    agt.add_argument("--name", metavar="NAME", help="the host name samples carry")
+    _common(agt)
+
     gui = sub.add_parser("gui", help="open the desktop app (the default without a command)")
     gui.add_argument(
         "--screenshot",
@@ -73,7 +202,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gui.add_argument(
         "--page",
-        choices=("overview", "devices", "processes", "runs", "history", "settings"),
+        choices=(
+            "overview",
+            "devices",
+            "processes",
+            "runs",
+            "history",
+            "advice",
+            "hosts",
+            "settings",
+        ),
         help="the page to open on",
     )
     gui.add_argument("--interval", type=float, metavar="S", help="seconds between samples")

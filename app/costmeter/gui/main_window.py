@@ -23,9 +23,11 @@ from costmeter.gui.bridge import MonitorBridge, Started
 from costmeter.gui.context import AppContext
 from costmeter.gui.cost_poller import CostPoller
 from costmeter.gui.live import recent_series
+from costmeter.gui.pages.advice import AdvicePage
 from costmeter.gui.pages.base import Page
 from costmeter.gui.pages.devices import DevicesPage
 from costmeter.gui.pages.history import HistoryPage
+from costmeter.gui.pages.hosts import HostsPage
 from costmeter.gui.pages.overview import OverviewPage
 from costmeter.gui.pages.processes import ProcessesPage
 from costmeter.gui.pages.runs import RunsPage
@@ -41,6 +43,8 @@ PAGE_TYPES: tuple[type[Page], ...] = (
     ProcessesPage,
     RunsPage,
     HistoryPage,
+    AdvicePage,
+    HostsPage,
     SettingsPage,
 )
 

@@ -59,6 +59,8 @@ class RunRow:
     currency: str | None
     estimate: float | None
     estimate_runs: int | None
+    #: The run this one was relaunched from (an applied recommendation); None otherwise.
+    parent_id: int | None = None
 
     @property
     def duration_s(self) -> float | None:

@@ -220,10 +220,46 @@ def _migration_2(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX runs_started ON runs (started)")
 
 
+def _migration_3(db: sqlite_utils.Database) -> None:
+    """Advice state, device events (XID errors), remote hosts' status, child runs."""
+    script = """
+CREATE TABLE advice_state (
+    key TEXT PRIMARY KEY,        -- the recommendation's stable key (rule + target)
+    rule TEXT NOT NULL,
+    state TEXT NOT NULL,         -- 'dismissed' or 'snoozed'
+    until REAL,                  -- snoozed until this time, NULL for dismissed
+    created REAL NOT NULL
+);
+CREATE TABLE device_events (
+    device_id INTEGER NOT NULL,
+    ts INTEGER NOT NULL,         -- ms, like the sample tables
+    kind TEXT NOT NULL,          -- 'xid': the value is the XID code
+    value INTEGER,
+    PRIMARY KEY (device_id, ts, kind)
+) WITHOUT ROWID;
+CREATE TABLE remote_hosts (
+    name TEXT PRIMARY KEY,       -- the host name its samples carry
+    url TEXT NOT NULL,
+    kind TEXT NOT NULL,          -- 'agent' or 'prometheus'
+    state TEXT NOT NULL,         -- 'connected', 'disconnected', 'backfilling', 'error'
+    last_contact REAL,           -- the last successful pull
+    newest_sample REAL,          -- the newest sample written for it
+    last_error TEXT,
+    updated REAL NOT NULL
+);
+ALTER TABLE runs ADD COLUMN parent_id INTEGER
+"""
+    # One statement at a time: executescript could commit the migration's transaction early.
+    for statement in script.split(";"):
+        sql = "\n".join(line.split("--")[0] for line in statement.splitlines()).strip()
+        if sql:
+            db.execute(sql)
+
+
 Migration = Callable[["sqlite_utils.Database"], None]
 
 #: Migration ``i`` (0-based) takes the schema from version ``i`` to ``i + 1``.
-MIGRATIONS: list[Migration] = [_migration_1, _migration_2]
+MIGRATIONS: list[Migration] = [_migration_1, _migration_2, _migration_3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -1,0 +1,1 @@
+"""Recommendations to pay less: one pure function per rule over stored facts."""
