@@ -1,0 +1,1 @@
+"""Pulling samples from remote hosts: Costmeter agents and Prometheus exporters."""
