@@ -8,7 +8,7 @@ TEST_STAMP := $(VENV)/.costmeter-test-installed
 DEMO_DB ?= $(CURDIR)/.costmeter-demo.db
 SIM    ?= a100:train,h100:idle,rtx4090:bursty,t4:input-bound
 
-.PHONY: run demo test lint bench clean
+.PHONY: run demo test lint bench package clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,8 +42,8 @@ demo: $(STAMP)
 	$(BIN)/costmeter report --db $(DEMO_DB) --since 1h
 
 lint: $(STAMP)
-	$(BIN)/ruff check app tests bench plugins
-	$(BIN)/ruff format --check app tests bench plugins
+	$(BIN)/ruff check app tests bench plugins packaging
+	$(BIN)/ruff format --check app tests bench plugins packaging
 	$(BIN)/mypy
 
 test: lint $(TEST_STAMP)
@@ -51,6 +51,11 @@ test: lint $(TEST_STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
+
+# The installer: dist/costmeter/ (PyInstaller onedir: the app with its own Python and Qt) and,
+# on Debian/Ubuntu, dist/costmeter_VERSION_ARCH.deb. See packaging/README.md.
+package: $(STAMP)
+	$(BIN)/python packaging/build.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info $(DEMO_DB)*

@@ -18,6 +18,10 @@ SCRIPTS = [
     ["bench_history_pan.py"],
     ["bench_gui.py"],
     ["bench_runs.py"],
+    ["bench_advice_accuracy.py"],
+    ["bench_compress.py"],
+    ["bench_remote.py", "--agents", "32", "--gpus", "8", "--seconds", "90", "--warmup", "20"],
+    # bench_package.py is left out: it builds the bundle and the .deb first (`make package`).
 ]
 
 

@@ -317,10 +317,16 @@ class _Builder:
         return tuple(found)
 
     def advice(self, table: Mapping[str, Any]) -> dict[str, float]:
+        from costmeter.advice.thresholds import Thresholds
+
         found: dict[str, float] = {}
         for key, value in table.items():
             number = self.number(value, ("advice", key), "a number", positive=False)
             assert number is not None
+            try:  # the advice package knows its keys and their ranges
+                Thresholds.from_mapping({str(key): number})
+            except ConfigError as exc:
+                raise self.error(("advice", str(key)), exc.message) from None
             found[str(key)] = number
         return found
 

@@ -13,6 +13,7 @@ are escaped as TOML basic strings (quotes, backslashes, control characters).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import re
 import shutil
@@ -21,7 +22,7 @@ import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from costmeter.config import Config, parse_config
+from costmeter.config import Config, RemoteHostConfig, load_config, parse_config
 from costmeter.core.errors import ConfigError
 from costmeter.cost.pricing import PriceRow
 
@@ -163,7 +164,75 @@ def dump_config(config: Config, *, path: Path | None = None) -> str:
         lines += _table("storage", {"database": config.storage.database})
     for name, options in config.backends.items():  # kept as they are: the backends' own
         lines += _table(f"backends.{toml_key(name)}", options)
+    if config.advice:
+        lines += _table("advice", dict(config.advice))
+    for host in config.hosts:
+        lines += _table(f"hosts.{toml_key(host.name)}", _host_values(host))
     return "\n".join(lines) + "\n"
+
+
+def _host_values(host: RemoteHostConfig) -> dict[str, object]:
+    return {
+        "url": host.url,
+        "kind": host.kind,
+        "token_file": host.token_file,
+        "token": "keyring" if host.token_keyring and host.token_file is None else None,
+        "enabled": host.enabled,
+    }
+
+
+# -- [hosts.NAME] tables (the Hosts page) ---------------------------------------------------------
+
+#: A host's name: what its samples carry, a settings key and a token file's name.
+HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+
+
+def host_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a host (a sentence), or None when it can."""
+    if not name:
+        return "a host needs a name."
+    if not HOST_NAME.fullmatch(name):
+        return (
+            f"the host name {name!r} may use only letters, digits, '.', '_' and '-' "
+            "(at most 63, starting with a letter or digit)."
+        )
+    return None
+
+
+def _check_host(host: RemoteHostConfig, others: tuple[RemoteHostConfig, ...], path: Path) -> None:
+    problem = host_name_problem(host.name)
+    if problem is None and any(h.name == host.name for h in others):
+        problem = f"there is already a host named {host.name}; choose another name."
+    if problem is not None:
+        raise ConfigError(problem, path=str(path))
+
+
+def add_host(path: Path, host: RemoteHostConfig) -> Config:
+    """Add a ``[hosts.NAME]`` table to the file at ``path`` as it is now; returns the saved
+    configuration. The rest of the file is read fresh, so edits made by hand since the app
+    loaded it are kept. Raises ConfigError (file unchanged) for a taken or invalid name."""
+    config = load_config(path)
+    _check_host(host, config.hosts, path)
+    return save_config(dataclasses.replace(config, hosts=(*config.hosts, host)), path)
+
+
+def replace_host(path: Path, name: str, host: RemoteHostConfig) -> Config:
+    """Replace the table of host ``name`` by ``host`` (which may rename it), in place."""
+    config = load_config(path)
+    if not any(h.name == name for h in config.hosts):
+        raise ConfigError(f"there is no host named {name} any more.", path=str(path))
+    _check_host(host, tuple(h for h in config.hosts if h.name != name), path)
+    hosts = tuple(host if h.name == name else h for h in config.hosts)
+    return save_config(dataclasses.replace(config, hosts=hosts), path)
+
+
+def remove_host(path: Path, name: str) -> Config:
+    """Remove the table of host ``name``; a host already gone is not an error."""
+    config = load_config(path)
+    hosts = tuple(h for h in config.hosts if h.name != name)
+    if hosts == config.hosts:
+        return config
+    return save_config(dataclasses.replace(config, hosts=hosts), path)
 
 
 def check_config(config: Config, path: Path) -> Config:

@@ -263,3 +263,15 @@ def test_attach_and_detach_a_process() -> None:
     assert fake.nvmlDeviceGetTotalEnergyConsumption(h) > e1
     with pytest.raises(KeyError):
         fake.attach_process(0, 1, "no-such-profile")
+
+
+def test_simulated_gpus_of_different_machines_have_their_own_uuids() -> None:
+    from costmeter.sampling.simulated import make_fake_nvml
+
+    def uuids(machine: str) -> list[str]:
+        fake = make_fake_nvml("a100:train,t4:idle", seed=0, machine=machine)
+        return [d.uuid for d in fake.devices]
+
+    assert uuids("box-1") == uuids("box-1")
+    assert set(uuids("box-1")).isdisjoint(uuids("box-2"))
+    assert set(uuids("")).isdisjoint(uuids("box-1"))

@@ -117,8 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="compress a model and measure size, CPU latency and accuracy before and after",
         description="Apply a compression METHOD to MODEL and measure, with torch on this "
         "machine's CPU, its size, latency at batch 1 and at a larger batch, and (with --eval) "
-        "its accuracy and agreement with the original. Needs torch (pip install "
-        "'costmeter[torch]').",
+        "its accuracy and agreement with the original. Exits with 1 when the compressed model "
+        "is rejected. Needs torch (pip install 'costmeter[torch]').",
     )
     cmp_.add_argument(
         "model",
@@ -129,10 +129,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--method",
         required=True,
         metavar="METHOD",
-        help="int8-dynamic, int8-weight, fp16, bf16 or prune:AMOUNT (prune:0.5)",
+        help="int8-dynamic (torchao; int8-dynamic:torch.ao for torch's older quantizer), "
+        "int8-weight, fp16, bf16 or prune:AMOUNT (prune:0.5)",
     )
     cmp_.add_argument("--eval", metavar="DATA.npz", help="arrays x and y to measure accuracy on")
-    cmp_.add_argument("--out", metavar="PATH", help="save the compressed model here")
+    cmp_.add_argument(
+        "--out",
+        metavar="PATH",
+        help="save the compressed model unless rejected: a .pt2 name writes a torch.export "
+        "program, another name torch.save(model); a TorchScript model stays TorchScript",
+    )
     cmp_.add_argument("--format", choices=("table", "json"), default="table")
     cmp_.add_argument(
         "--max-drop",
@@ -158,7 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
         "same model the runs example trains; --out saves it for `costmeter compress`.",
     )
     exm.add_argument("name", choices=("digits",), help="the example")
-    exm.add_argument("--out", metavar="MODEL", help="save the trained model (torch.save)")
+    exm.add_argument(
+        "--out", metavar="MODEL", help="save the trained model (weights only: no --trust needed)"
+    )
     exm.add_argument("--eval-out", metavar="DATA.npz", help="save the held-out data (x, y)")
     exm.add_argument("--epochs", type=int, default=20)
     exm.add_argument("--seed", type=int, default=0)

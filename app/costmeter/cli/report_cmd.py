@@ -13,7 +13,9 @@ from costmeter.cli.common import load_config_from, resolve_db, say
 from costmeter.cli.table import render
 from costmeter.core.units import format_duration, format_energy_kwh, parse_duration
 from costmeter.cost.ledger import CostReport, format_money, price_usage
+from costmeter.service.remote import HostStatus, read_statuses
 from costmeter.store import Store
+from costmeter.store.lock import is_locked
 
 CSV_FIELDS = (
     "kind",
@@ -58,13 +60,58 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if report is None:
         return 1
+    remote = _remote_statuses(args)
     if args.format == "json":
-        print(json.dumps(report.to_dict(), indent=2))
+        data = report.to_dict()
+        data["remote_hosts"] = [_status_dict(s) for s in remote]
+        print(json.dumps(data, indent=2))
     elif args.format == "csv":
         print(_csv(report.to_dict()), end="")
     else:
         print(_table(report, args.since))
+        if remote:
+            live = is_locked(resolve_db(args, load_config_from(args)))
+            print(_hosts_section(remote, live))
     return 0
+
+
+# -- remote hosts (written by the recorder that collects from them) ---------------------------
+def _remote_statuses(args: argparse.Namespace) -> list[HostStatus]:
+    db = resolve_db(args, load_config_from(args))
+    return read_statuses(db) if db.exists() else []
+
+
+def _status_dict(s: HostStatus) -> dict[str, Any]:
+    return {
+        "name": s.name,
+        "url": s.url,
+        "kind": s.kind,
+        "state": s.state,
+        "last_contact": s.last_contact,
+        "newest_sample": s.newest_sample,
+        "lag_s": s.lag_s,
+        "error": s.error,
+    }
+
+
+def _clock(ts: float | None) -> str:
+    if ts is None:
+        return "never"
+    fmt = "%H:%M" if time.time() - ts < 86400 else "%Y-%m-%d %H:%M"
+    return time.strftime(fmt, time.localtime(ts))
+
+
+def _hosts_section(statuses: list[HostStatus], recording: bool) -> str:
+    lines = ["", "Hosts" + ("" if recording else " (as last seen: no recorder is running now)")]
+    for s in statuses:
+        if s.state in ("disconnected", "error"):
+            since = "never reached" if s.last_contact is None else f"since {_clock(s.last_contact)}"
+            why = f" ({s.error})" if s.error else ""
+            lines.append(f"{s.name}: {s.state} {since}{why}")
+        else:
+            newest = _clock(s.newest_sample)
+            lines.append(f"{s.name}: {s.state}, newest sample {newest} ({s.kind}, {s.url})")
+    return "\n".join(lines)
 
 
 def _csv(data: dict[str, Any]) -> str:

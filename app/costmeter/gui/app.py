@@ -39,6 +39,7 @@ def run(options: GuiOptions) -> int:
     from costmeter.core import ConfigError
     from costmeter.gui.bridge import MonitorBridge
     from costmeter.gui.context import AppContext, ContextSignals
+    from costmeter.gui.icons import app_icon
     from costmeter.gui.live import LiveState
     from costmeter.gui.main_window import MainWindow
     from costmeter.gui.reader import StoreReader
@@ -49,6 +50,9 @@ def run(options: GuiOptions) -> int:
     assert isinstance(app, QApplication)
     app.setApplicationName("Costmeter")
     app.setOrganizationName("costmeter")
+    # The window icon, and the name that ties the window to costmeter.desktop (Wayland app id).
+    app.setDesktopFileName("costmeter")
+    app.setWindowIcon(app_icon())
     app.setQuitOnLastWindowClosed(True)
     config_error: str | None = None
     try:

@@ -12,10 +12,11 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
-from costmeter.config import Config
+from costmeter.config import Config, RemoteHostConfig
 from costmeter.core import CostmeterError, DeviceInfo, HostInfo, Tick
 from costmeter.sampling.simulated import FakeNvml
 from costmeter.service.monitor import Monitor, MonitorOptions
+from costmeter.service.remote import HostStatus, RemoteCollector
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,46 @@ class MonitorBridge(QObject):
             self._opening.append(text)
         self.message.emit(text)
 
+    # -- remote hosts ------------------------------------------------------------------------
+    def apply_hosts(self, config: Config) -> bool:
+        """Hand the configuration's enabled hosts to the running collector (after the Hosts
+        page or Settings saved). False when the monitor cannot take them live: they are then
+        collected from the next start."""
+        self.config = config
+        monitor = self._monitor
+        if monitor is None:
+            return False
+        hosts = enabled_hosts(config)
+        if monitor.remote is not None:
+            monitor.remote.set_hosts(hosts)
+            return True
+        if not hosts or monitor.writer is None or monitor.host_info is None:
+            return not hosts
+        # The monitor started without remote hosts: start its collector now, as open() would.
+        collector = RemoteCollector(
+            monitor.writer,
+            hosts,
+            interval_s=monitor.interval_s,
+            cpu_tdp_w=monitor.cpu_tdp_w,
+            store_path=self.db_path,
+            skip_hosts=(monitor.host_info.hostname,),
+            on_tick=self._on_tick,
+            on_message=self._say,
+        )
+        monitor.remote = collector  # Monitor.close stops it
+        collector.start()
+        return True
+
+    def remote_statuses(self) -> list[HostStatus]:
+        """The collector's in-memory ``HostStatus`` list (empty while it does not run)."""
+        monitor = self._monitor
+        if monitor is None:
+            return []
+        try:
+            return list(monitor.remote_statuses())
+        except Exception:  # a collector stopping under us: the table still has the states
+            return []
+
     def _run(self) -> None:
         options = MonitorOptions(
             db_path=self.db_path,
@@ -109,6 +150,7 @@ class MonitorBridge(QObject):
             simulate=self.simulate,
             seed=self.seed,
             interval_s=self.interval_s,
+            remote=enabled_hosts(self.config),
         )
         monitor = Monitor(options, on_message=self._say)
         self._monitor = monitor
@@ -137,6 +179,7 @@ class MonitorBridge(QObject):
             )
         )
         monitor.add_listener(self._on_tick)
+        monitor.add_remote_listener(self._on_tick)  # remote hosts' ticks, from their threads
         try:
             if not self._stop.is_set():
                 monitor.run_until(None)
@@ -151,3 +194,8 @@ class MonitorBridge(QObject):
         monitor = self._monitor
         devices = tuple(monitor.devices) if monitor is not None else ()
         self.ticked.emit(tick, devices)
+
+
+def enabled_hosts(config: Config) -> tuple[RemoteHostConfig, ...]:
+    """The configured remote hosts the user wants recorded."""
+    return tuple(h for h in config.hosts if h.enabled)

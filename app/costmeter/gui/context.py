@@ -15,6 +15,7 @@ from costmeter.gui.reader import StoreReader
 from costmeter.service.summary import CostSummary
 
 if TYPE_CHECKING:
+    from costmeter.gui.bridge import MonitorBridge
     from costmeter.gui.run_manager import RunManager
 
 
@@ -33,6 +34,10 @@ class ContextSignals(QObject):
     summary_failed = Signal(str)
     #: Today's cost was priced (the amount, in the configured currency).
     cost_today = Signal(float)
+    #: The host selector changed: the host name to show, or None for every host.
+    host_filter_changed = Signal(object)
+    #: Advice was worked out (a ``costmeter.gui.advice_poller.AdviceSnapshot``).
+    advice_ready = Signal(object)
 
 
 @dataclass
@@ -56,6 +61,21 @@ class AppContext:
     @property
     def currency(self) -> str:
         return self.pricing().currency
+
+    #: The host the pages show (a name as ticks carry it), or None for every host.
+    host_filter: str | None = None
+    #: The sampling worker (set by the main window): the Hosts page asks it for the
+    #: collector's in-memory statuses.
+    monitor_bridge: MonitorBridge | None = None
+
+    def set_host_filter(self, host: str | None) -> None:
+        if host != self.host_filter:
+            self.host_filter = host
+            self.signals.host_filter_changed.emit(host)
+
+    def shows_host(self, host: str) -> bool:
+        """Whether data of ``host`` is shown under the current host filter."""
+        return self.host_filter is None or self.host_filter == host
 
     def set_config(self, config: Config) -> None:
         self.config = config

@@ -67,7 +67,14 @@ class Ring:
 
 
 class LiveState:
-    """Latest tick, device and host records, and ring buffers of the last ``window_s`` seconds."""
+    """Latest ticks, device and host records, and ring buffers of the last ``window_s`` seconds.
+
+    This machine's data keeps the plain names (``devices``, ``host_info``, ``latest``,
+    ``host_series``) that the run manager, the tray and the pages read. Ticks of remote hosts
+    (collected by the monitor from agents and exporters: ``tick.host`` is the remote host's
+    name) go beside them, per host, so a remote tick never replaces this machine's latest tick
+    nor mixes into its CPU plot. Device rings are keyed by UUID on every host.
+    """
 
     def __init__(self, window_s: float = 600.0, interval_s: float = 1.0) -> None:
         self.window_s = window_s
@@ -80,16 +87,50 @@ class LiveState:
         #: When each lost GPU was first seen lost (the tick's time): a lost sample carries the
         #: time of every later tick too, and pages that were hidden then still need the first.
         self.lost_at: dict[str, float] = {}
-        self.host_rings: dict[str, Ring] = {m: Ring(self.capacity) for m in HOST_LIVE_METRICS}
+        self.host_rings: dict[str, Ring] = self._new_host_rings()
+        #: Remote hosts, by the name their ticks carry.
+        self.remote_latest: dict[str, Tick] = {}
+        self.remote_devices: dict[str, dict[str, DeviceInfo]] = {}
+        self.remote_host_infos: dict[str, HostInfo] = {}
+        self.remote_host_rings: dict[str, dict[str, Ring]] = {}
+
+    def _new_host_rings(self) -> dict[str, Ring]:
+        return {m: Ring(self.capacity) for m in HOST_LIVE_METRICS}
+
+    @property
+    def local_host(self) -> str | None:
+        return self.host_info.hostname if self.host_info is not None else None
+
+    def is_local(self, host: str | None) -> bool:
+        """Whether ``host`` is this machine (a tick before this machine is known counts too)."""
+        return host is None or self.host_info is None or host == self.host_info.hostname
 
     def set_devices(self, host_info: HostInfo | None, devices: Iterable[DeviceInfo]) -> None:
         self.host_info = host_info
         for info in devices:
             self.devices[info.uuid] = info  # keep lost devices: they stay on screen, marked
 
+    def set_remote(
+        self, host: str, host_info: HostInfo | None, devices: Iterable[DeviceInfo]
+    ) -> None:
+        """What the store knows of a remote host (looked up when its first ticks arrive)."""
+        if host_info is not None:
+            self.remote_host_infos[host] = host_info
+        known = self.remote_devices.setdefault(host, {})
+        for info in devices:
+            known[info.uuid] = info
+
     def push(self, tick: Tick) -> None:
-        self.latest = tick
         self.ticks += 1
+        local = self.is_local(tick.host)
+        if local:
+            self.latest = tick
+            host_rings = self.host_rings
+        else:
+            self.remote_latest[tick.host] = tick
+            host_rings = self.remote_host_rings.get(tick.host) or self.remote_host_rings.setdefault(
+                tick.host, self._new_host_rings()
+            )
         for d in tick.devices:
             if d.lost:
                 self.lost_at.setdefault(d.uuid, d.ts)
@@ -101,7 +142,57 @@ class LiveState:
                 ring.append(tick.ts, None if value is None else float(value))
         if tick.host_sample is not None:
             for metric in HOST_LIVE_METRICS:
-                self.host_rings[metric].append(tick.ts, float(getattr(tick.host_sample, metric)))
+                host_rings[metric].append(tick.ts, float(getattr(tick.host_sample, metric)))
+
+    # -- by host (None = every host) -----------------------------------------------------------
+    def hosts(self) -> list[str]:
+        """Every host with data: this machine first, then the remote ones by name."""
+        remote = sorted(set(self.remote_latest) | set(self.remote_devices))
+        local = self.local_host
+        return ([local] if local else []) + [h for h in remote if h != local]
+
+    def missing_info(self) -> list[str]:
+        """Remote hosts whose ticks name a host or GPU the state has no record of yet."""
+        out = []
+        for host, tick in self.remote_latest.items():
+            known = self.remote_devices.get(host, {})
+            if host not in self.remote_host_infos or any(d.uuid not in known for d in tick.devices):
+                out.append(host)
+        return out
+
+    def devices_for(self, host: str | None) -> dict[str, DeviceInfo]:
+        if host is not None and self.is_local(host):
+            return self.devices
+        if host is not None:
+            return self.remote_devices.get(host, {})
+        merged = dict(self.devices)
+        for known in self.remote_devices.values():
+            merged.update(known)
+        return merged
+
+    def host_info_for(self, host: str | None) -> HostInfo | None:
+        if host is None or self.is_local(host):
+            return self.host_info
+        return self.remote_host_infos.get(host)
+
+    def tick_for(self, host: str | None) -> Tick | None:
+        """The newest tick of ``host``; for None, this machine's tick with every remote host's
+        newest GPU samples added (its host sample, and so its processes, stay this machine's)."""
+        if host is not None:
+            return self.latest if self.is_local(host) else self.remote_latest.get(host)
+        if not self.remote_latest:
+            return self.latest
+        devices = list(self.latest.devices) if self.latest is not None else []
+        for tick in self.remote_latest.values():
+            devices.extend(tick.devices)
+        newest = max(t.ts for t in self.remote_latest.values())
+        base = self.latest
+        return Tick(
+            ts=base.ts if base is not None else newest,
+            host=base.host if base is not None else (self.local_host or ""),
+            host_sample=base.host_sample if base is not None else None,
+            devices=tuple(devices),
+        )
 
     def seed(
         self,
@@ -118,14 +209,72 @@ class LiveState:
             if metric in self.host_rings:
                 self.host_rings[metric].prepend(ts, values)
 
+    def seed_remote(
+        self,
+        host: str,
+        devices: dict[tuple[str, str], tuple[Sequence[float], Sequence[float]]],
+        host_series: dict[str, tuple[Sequence[float], Sequence[float]]],
+    ) -> None:
+        """``seed`` for a remote host: its GPUs' and its own recent past from the store."""
+        self.seed(devices, {})
+        rings = self.remote_host_rings.get(host) or self.remote_host_rings.setdefault(
+            host, self._new_host_rings()
+        )
+        for metric, (ts, values) in host_series.items():
+            if metric in rings:
+                rings[metric].prepend(ts, values)
+
     def device_series(self, uuid: str, metric: str) -> tuple[np.ndarray, np.ndarray]:
         ring = self.device_rings.get((uuid, metric))
         if ring is None:
             return np.empty(0), np.empty(0)
         return ring.view()
 
-    def host_series(self, metric: str) -> tuple[np.ndarray, np.ndarray]:
-        return self.host_rings[metric].view()
+    def host_series(self, metric: str, host: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """A host metric of this machine (``host`` None or local) or of a remote host."""
+        if host is None or self.is_local(host):
+            return self.host_rings[metric].view()
+        rings = self.remote_host_rings.get(host)
+        if rings is None:
+            return np.empty(0), np.empty(0)
+        return rings[metric].view()
+
+
+def remote_records(
+    store: Store, hosts: Sequence[str]
+) -> dict[str, tuple[HostInfo | None, list[DeviceInfo]]]:
+    """The store's host and GPU records of remote ``hosts``, for ``LiveState.set_remote``."""
+    records = {h.hostname: h for h in store.hosts() if h.hostname in hosts}
+    out: dict[str, tuple[HostInfo | None, list[DeviceInfo]]] = {}
+    for host in hosts:
+        record = records.get(host)
+        info = (
+            HostInfo(
+                hostname=host,
+                cpu_count=record.cpu_count or 0,
+                cpu_model=record.cpu_model or "",
+                memory_total=record.memory_total or 0,
+                physical_cores=record.physical_cores,
+            )
+            if record is not None
+            else None
+        )
+        devices = [
+            DeviceInfo(
+                host=host,
+                index=d.index,
+                uuid=d.uuid,
+                name=d.name,
+                memory_total=d.memory_total or 0,
+                power_limit_w=d.power_limit_w,
+                architecture=d.architecture,
+                compute_capability=d.compute_capability,
+                unsupported=d.unsupported,
+            )
+            for d in store.devices(host)
+        ]
+        out[host] = (info, devices)
+    return out
 
 
 Points = tuple[list[float], list[float]]

@@ -22,6 +22,7 @@ from costmeter.core import DeviceInfo, Tick
 from costmeter.gui.bridge import MonitorBridge, Started
 from costmeter.gui.context import AppContext
 from costmeter.gui.cost_poller import CostPoller
+from costmeter.gui.host_watch import HostWatch
 from costmeter.gui.live import recent_series
 from costmeter.gui.pages.advice import AdvicePage
 from costmeter.gui.pages.base import Page
@@ -34,6 +35,7 @@ from costmeter.gui.pages.runs import RunsPage
 from costmeter.gui.pages.settings import SettingsPage
 from costmeter.gui.run_manager import GRACE_S, RunManager
 from costmeter.gui.widgets.banner import Banner
+from costmeter.gui.widgets.host_selector import HostSelector
 from costmeter.store import Store
 from costmeter.store.database import SIMULATED_DB_NAME
 
@@ -91,16 +93,37 @@ class MainWindow(QMainWindow):
         outer.setContentsMargins(0, 0, 0, 0)
         outer.setSpacing(0)
         outer.addWidget(self.banner)
+        self.host_selector = HostSelector()
+        self.host_selector.setFixedWidth(170)
+        self.host_selector.host_chosen.connect(ctx.set_host_filter)
+        side = QVBoxLayout()
+        side.setContentsMargins(0, 6, 0, 0)
+        side.setSpacing(4)
+        side.addWidget(self.host_selector)
+        side.addWidget(self.nav, 1)
         body = QHBoxLayout()
         body.setContentsMargins(0, 0, 0, 0)
-        body.addWidget(self.nav)
+        body.addLayout(side)
         body.addWidget(self.stack, 1)
         outer.addLayout(body, 1)
         self.setCentralWidget(central)
         self.status = QLabel("Starting…")
         self.statusBar().addWidget(self.status, 1)
+        self.hosts_state = QLabel("")
+        self.statusBar().addPermanentWidget(self.hosts_state)
         self.freshness = QLabel("")
         self.statusBar().addPermanentWidget(self.freshness)
+        self.host_watch = HostWatch(
+            ctx,
+            self.host_selector,
+            self.banner,
+            self.hosts_state,
+            lambda: self.show_page("hosts"),
+            self._records_found,
+            self,
+        )
+        self.host_watch.message.connect(lambda text: self.statusBar().showMessage(text, 15000))
+        ctx.signals.host_filter_changed.connect(self._on_host_filter)
         self._dirty = False
         self._gpu_mode = "none"
         self._interval_s = ctx.config.interval_s
@@ -125,6 +148,7 @@ class MainWindow(QMainWindow):
     def attach(self, bridge: MonitorBridge) -> None:
         self.bridge = bridge
         self.runs.bridge = bridge
+        self.ctx.monitor_bridge = bridge
         bridge.started.connect(self._on_started)
         bridge.ticked.connect(self._on_tick)
         bridge.message.connect(self._on_message)
@@ -194,6 +218,8 @@ class MainWindow(QMainWindow):
     # -- live data ---------------------------------------------------------------------------
     def _on_started(self, started: Started) -> None:
         self.ctx.live.set_devices(started.host_info, started.devices)
+        self.host_watch.update_selector()
+        QTimer.singleShot(1500, self.host_watch.check)  # the collector's first attempts are in
         self._prefill(started)
         self._gpu_mode = started.gpu_mode
         self._device_count = len(started.devices)
@@ -263,8 +289,22 @@ class MainWindow(QMainWindow):
         self.simulation_started.emit(bridge)
 
     def _on_tick(self, tick: Tick, devices: tuple[DeviceInfo, ...]) -> None:
-        self.ctx.live.set_devices(self.ctx.live.host_info, devices)
-        self.ctx.live.push(tick)
+        live = self.ctx.live
+        live.set_devices(live.host_info, devices)  # this machine's GPUs, whichever host ticked
+        live.push(tick)
+        self._dirty = True
+        self.host_watch.on_tick(tick)
+
+    # -- hosts -------------------------------------------------------------------------------
+    def _on_host_filter(self, _host: object) -> None:
+        self._filter_changed()
+
+    def _filter_changed(self) -> None:
+        """Redraw the page shown now for the host chosen (the others redraw when shown)."""
+        self._dirty = True
+        self._redraw_live()
+
+    def _records_found(self) -> None:
         self._dirty = True
 
     def _redraw_live(self) -> None:
@@ -302,6 +342,10 @@ class MainWindow(QMainWindow):
     # -- persistence -------------------------------------------------------------------------
     def _restore(self) -> None:
         s = self.ctx.settings
+        chosen = str(s.value("window/host", "") or "")
+        self.host_watch.update_selector()
+        self.host_selector.choose(chosen or None)
+        self.ctx.host_filter = chosen or None  # no page is built yet: nothing to tell
         geometry = s.value("window/geometry")
         if isinstance(geometry, QByteArray):
             self.restoreGeometry(geometry)
@@ -315,6 +359,7 @@ class MainWindow(QMainWindow):
         s = self.ctx.settings
         s.setValue("window/geometry", self.saveGeometry())
         s.setValue("window/page", self.current_page().key)
+        s.setValue("window/host", self.ctx.host_filter or "")
         for page in self.pages:
             page.save_state(s)
         s.sync()
@@ -361,6 +406,7 @@ class MainWindow(QMainWindow):
         self._shut = True
         self.save()
         self._redraw.stop()
+        self.host_watch.stop()
         left = len(self.runs.active())
         self.runs.shutdown()
         if left:

@@ -61,6 +61,8 @@ class LaunchRequest:
     max_parallel: int
     per_gpu: int
     profile: str | None = None
+    #: The run these are launched again from (an applied recommendation); None otherwise.
+    parent_id: int | None = None
 
 
 def split_command(text: str) -> list[str]:

@@ -217,6 +217,7 @@ class RunManager(QObject):
                 sweep=request.sweep,
                 max_parallel=request.max_parallel,
                 per_gpu=request.per_gpu,
+                parent_id=request.parent_id,
             )
             return Launched(tuple(ids), request.backend, request.sweep)
 

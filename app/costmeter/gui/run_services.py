@@ -126,6 +126,7 @@ class ServicePool:
         sweep: str | None,
         max_parallel: int,
         per_gpu: int,
+        parent_id: int | None = None,
     ) -> list[int]:
         queue = service.queue
         # The latest launch's limits are the queue's (submit starts what they allow).
@@ -134,7 +135,7 @@ class ServicePool:
             queue.pool.per_gpu = per_gpu
         ids = []
         for spec in specs:
-            run_id = service.submit(spec, sweep=sweep)
+            run_id = service.submit(spec, sweep=sweep, parent_id=parent_id)
             with self._lock:
                 self._owner[run_id] = service
             ids.append(run_id)

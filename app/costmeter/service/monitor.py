@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from costmeter.config import Config
+from costmeter.config import Config, RemoteHostConfig
 from costmeter.core import (
     Clock,
     DeviceInfo,
@@ -36,6 +36,7 @@ from costmeter.sampling.simulated import (
     SimulatedHostSampler,
     make_fake_nvml,
 )
+from costmeter.service.remote import HostStatus, RemoteCollector
 from costmeter.store import RetentionPolicy, Writer
 
 Listener = Callable[[Tick], None]
@@ -62,6 +63,10 @@ class MonitorOptions:
     #: Run on a simulated clock that starts here (``costmeter simulate``); None = real time.
     simulated_start: float | None = None
     tracked_pids: set[int] = field(default_factory=set)
+    #: Remote hosts to pull samples from (agents, Prometheus exporters), written by this writer.
+    remote: tuple[RemoteHostConfig, ...] = ()
+    #: False: no local samplers at all, only the remote hosts (``record --no-local``).
+    local: bool = True
 
 
 class Monitor:
@@ -83,6 +88,8 @@ class Monitor:
         self.writer: Writer | None = None
         self.gpu_mode = "none"
         self._listeners: list[Listener] = []
+        self._remote_listeners: list[Listener] = []
+        self.remote: RemoteCollector | None = None
         self._energy = EnergyTracker(max_gap_s=max(5.0, 5 * self.interval_s))
         self._loop: SamplingLoop | None = None
         self.ticks = 0
@@ -93,7 +100,9 @@ class Monitor:
         opts = self.options
         bulk = opts.simulated_start is not None
         hostname = "sim-host" if bulk else socket.gethostname()
-        if opts.simulate is not None:
+        if not opts.local:
+            self.gpu_mode = "none"
+        elif opts.simulate is not None:
             self.fake = make_fake_nvml(opts.simulate, seed=opts.seed, clock=self.clock)
             self.gpu = NvmlSampler(self.fake, host=hostname, clock=self.clock)
             self.gpu_mode = "simulated"
@@ -101,7 +110,8 @@ class Monitor:
             self.gpu = NvmlSampler(host=hostname, clock=self.clock)
             self.gpu_mode = "nvml"
         try:
-            self.gpu.open()
+            if self.gpu is not None:
+                self.gpu.open()
         except SamplerUnavailable as exc:
             self._say(str(exc))
             self.gpu = None
@@ -130,7 +140,10 @@ class Monitor:
         self.writer.start()
         if self.writer.notice:  # a damaged file was moved aside: say where it went
             self._say(self.writer.notice)
-        self.writer.register(self.host_info, self.devices)
+        if opts.local:
+            self.writer.register(self.host_info, self.devices)
+        if opts.remote:
+            self.set_remote_hosts(opts.remote)
 
     def _simulated_process(self, pid: int) -> ProcessSample | None:
         """The simulated side of a process psutil cannot read: only simulated PIDs have one (a
@@ -146,6 +159,42 @@ class Monitor:
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
+    def add_remote_listener(self, listener: Listener) -> None:
+        """Called with each live tick of a remote host, from that host's collector thread.
+
+        Apart from ``add_listener``: the GUI's listeners expect this machine's ticks only.
+        """
+        self._remote_listeners.append(listener)
+
+    def _remote_tick(self, tick: Tick) -> None:
+        for listener in self._remote_listeners:
+            listener(tick)
+
+    def set_remote_hosts(self, hosts: Iterable[RemoteHostConfig]) -> None:
+        """Collect from ``hosts`` from now on (after ``open``; the GUI edits hosts live)."""
+        hosts = tuple(hosts)
+        self.options.remote = hosts
+        if self.remote is not None:
+            self.remote.set_hosts(hosts)
+            return
+        if self.writer is None or self.host_info is None or not hosts:
+            return
+        self.remote = RemoteCollector(
+            self.writer,
+            hosts,
+            interval_s=self.interval_s,
+            cpu_tdp_w=self.cpu_tdp_w,
+            store_path=self.options.db_path,
+            skip_hosts=(self.host_info.hostname,) if self.options.local else (),
+            on_tick=self._remote_tick,
+            on_message=self._say,
+        )
+        self.remote.start()
+
+    def remote_statuses(self) -> list[HostStatus]:
+        """The remote hosts and their state (empty without remote hosts)."""
+        return self.remote.statuses() if self.remote is not None else []
+
     def set_tracked_pids(self, pids: Iterable[int]) -> None:
         """Sample these processes (and their children) from the next tick on: the runs' PIDs.
 
@@ -154,7 +203,10 @@ class Monitor:
         self.options.tracked_pids = set(pids)
 
     # -- one tick ---------------------------------------------------------------------------
-    def tick(self) -> Tick:
+    def tick(self) -> Tick | None:
+        """Sample this machine once; None with ``local=False`` (remote hosts have threads)."""
+        if not self.options.local:
+            return None
         assert self.host_sampler is not None and self.writer is not None and self.host_info
         devices = self.gpu.sample() if self.gpu is not None else ()
         if self.gpu is not None:
@@ -207,6 +259,9 @@ class Monitor:
 
     def close(self) -> None:
         self.stop()
+        if self.remote is not None:
+            self.remote.stop()
+            self.remote = None
         if self.writer is not None:
             self.writer.stop()
             self.writer = None

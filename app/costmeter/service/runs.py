@@ -178,8 +178,12 @@ class RunService:
     def estimate(self, argv: tuple[str, ...] | list[str], gpus: int) -> Estimate:
         return estimate_for(self.store, argv, gpus, self.pricing)
 
-    def submit(self, spec: RunSpec, *, sweep: str | None = None) -> int:
-        """Queue a run; returns its id in the database. Problems arrive as a FINISHED event."""
+    def submit(
+        self, spec: RunSpec, *, sweep: str | None = None, parent_id: int | None = None
+    ) -> int:
+        """Queue a run; returns its id in the database. Problems arrive as a FINISHED event.
+
+        ``parent_id``: the run this one is launched again from (an applied recommendation)."""
         est = self.estimate(spec.argv, spec.gpus)
         name = spec.name or default_name(spec.argv)
         run_id = self.store.insert(
@@ -191,6 +195,7 @@ class RunService:
             host=self.hostname,
             command_key=command_key(spec.argv, spec.gpus),
             sweep=sweep,
+            parent_id=parent_id,
             gpus=[],
             pids=[],
             currency=self.pricing.currency,
@@ -316,8 +321,11 @@ class RunService:
             self._detach(live)
             with self._lock:
                 self._pending_costs += 1
-            self._jobs.put(info.key)
         self._forward(event)
+        if event.kind == EventKind.FINISHED:
+            # Priced after FINISHED has gone out: without a monitor to wait for, COSTED could
+            # otherwise reach listeners first (the desktop app then waited for it forever).
+            self._jobs.put(info.key)
 
     def _write_row(self, info: RunInfo, live: _Live) -> None:
         values: dict[str, object] = {

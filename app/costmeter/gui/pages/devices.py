@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from costmeter.core import DeviceInfo, DeviceSample
+from costmeter.core import DeviceInfo, DeviceSample, ProcessSample
 from costmeter.gui.context import AppContext
 from costmeter.gui.pages.base import Page
 from costmeter.gui.widgets.device_panel import DevicePanel
@@ -80,13 +80,18 @@ class DevicesPage(Page):
         return self.stack.currentWidget() is self.empty
 
     def on_live(self) -> None:
-        live = self.ctx.live
-        tick = live.latest
+        live, host = self.ctx.live, self.ctx.host_filter
+        tick = live.tick_for(host)  # host None: every host's newest samples
         samples: dict[str, DeviceSample] = {d.uuid: d for d in tick.devices} if tick else {}
-        infos: dict[str, DeviceInfo] = live.devices
+        infos: dict[str, DeviceInfo] = live.devices_for(host)
         uuids = set(infos) | set(samples)
+        for uuid, panel in self.panels.items():  # another host's GPUs stay hidden
+            panel.setVisible(uuid in uuids)
         if not uuids:
-            self.empty.setText(WAITING_TEXT if tick is None else NO_GPU_TEXT)
+            self._order = []
+            waiting = WAITING_TEXT if host is None else f"Waiting for the first sample of {host}…"
+            no_gpu = NO_GPU_TEXT if host is None or live.is_local(host) else f"{host} has no GPU."
+            self.empty.setText(waiting if tick is None else no_gpu)
             self.stack.setCurrentWidget(self.empty)
             return
         self.stack.setCurrentWidget(self.scroll_area)
@@ -103,22 +108,31 @@ class DevicesPage(Page):
         if order != self._order:
             self._order = order
             self._relayout(force=True)
-        host = (
-            {p.pid: p for p in tick.host_sample.processes}
-            if tick is not None and tick.host_sample is not None
-            else {}
-        )
+        procs: dict[str | None, dict[int, ProcessSample]] = {}  # each GPU's own host's processes
+
+        def processes_of(host: str | None) -> dict[int, ProcessSample]:
+            if host not in procs:
+                t = tick if host is None else live.tick_for(host)
+                sample = t.host_sample if t is not None else None
+                procs[host] = {p.pid: p for p in sample.processes} if sample is not None else {}
+            return procs[host]
+
         now = tick.ts if tick is not None else None
+        many = len({info.host for info in infos.values()}) > 1
         for uuid in order:
+            info = infos.get(uuid)
             self.panels[uuid].update_from(
-                infos.get(uuid),
+                info,
                 samples.get(uuid),
                 lost_at=live.lost_at.get(uuid),
-                host_processes=host,
+                host_processes=processes_of(info.host if info is not None else None),
                 util_series=live.device_series(uuid, "gpu_util"),
                 power_series=live.device_series(uuid, "power_w"),
                 now=now,
             )
+            if many and info is not None:  # name the host when several are shown
+                header = self.panels[uuid].header  # update_from just set it without the host
+                header.setText(f"{info.host} · {header.text()}")
 
     # -- layout ------------------------------------------------------------------------------
     def columns_for(self, width: int) -> int:

@@ -92,6 +92,11 @@ class HistoryPage(Page):
         ctx.signals.config_changed.connect(
             lambda _c: self._request_cost(*self.plot.visible_range(), force=True)
         )
+        ctx.signals.host_filter_changed.connect(self._host_changed)
+
+    def _host_changed(self, _host: object) -> None:
+        if self.isVisible():
+            self.on_shown()  # the targets of the host chosen
 
     def _build(self) -> None:
         self.controls = c = HistoryControls()
@@ -157,9 +162,10 @@ class HistoryPage(Page):
     def _on_catalogue(self, catalogue: Catalogue) -> None:
         self.span = catalogue.span
         previous = self.current_target()
-        gpus = [t.key for t in catalogue.targets if t.kind == "device"]
+        shown = [t for t in catalogue.targets if self.ctx.shows_host(t.host)]  # the host filter
+        gpus = [t.key for t in shown if t.kind == "device"]
         wanted = previous.key if previous else self._saved.pop("device", gpus[0] if gpus else "")
-        self.targets = catalogue.targets
+        self.targets = shown
         self.controls.set_targets(self.targets, wanted)
         if self.span is None or not self.targets:
             self.series = None

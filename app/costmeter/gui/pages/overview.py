@@ -12,6 +12,7 @@ from costmeter.gui.pages.base import Page
 from costmeter.gui.theme import colour_for
 from costmeter.gui.widgets.card import Card
 from costmeter.gui.widgets.live_plot import LivePlot
+from costmeter.gui.widgets.savings_card import SavingsCard
 from costmeter.service.summary import CostSummary
 
 
@@ -27,6 +28,7 @@ class OverviewPage(Page):
         super().__init__(ctx)
         self.summary: CostSummary | None = None
         self.rate: RateNow | None = None
+        self._many_hosts = False
         layout = QVBoxLayout(self)
         layout.setContentsMargins(16, 12, 16, 12)
         layout.setSpacing(12)
@@ -37,12 +39,14 @@ class OverviewPage(Page):
         self.card_energy = Card("Energy today")
         self.card_gpus = Card("GPUs")
         self.card_month = Card("Projected month end")
+        self.card_savings = SavingsCard(ctx)
         for card in (
             self.card_rate,
             self.card_today,
             self.card_energy,
             self.card_gpus,
             self.card_month,
+            self.card_savings,
         ):
             cards.addWidget(card, 1)
         layout.addLayout(cards)
@@ -106,12 +110,24 @@ class OverviewPage(Page):
         return self.ctx.live.latest is not None and self.summary is not None
 
     def on_live(self) -> None:
-        live = self.ctx.live
-        tick = live.latest
+        live, host = self.ctx.live, self.ctx.host_filter
+        tick = live.tick_for(host)  # host None: every host's GPUs, this machine's CPU
+        self._label_scope()
         if tick is None:
+            if host is not None:  # a host with no sample yet: show nothing rather than another's
+                for card in (self.card_rate, self.card_gpus):
+                    card.set("—", f"no sample of {host} yet")
+                for plot in (self.plot_util, self.plot_mem, self.plot_power, self.plot_host):
+                    plot.retain(set())
             return
         pricing = self.ctx.pricing()
-        self.rate = rate_now(live.devices, tick.devices, live.host_info, tick.host_sample, pricing)
+        self.rate = rate_now(
+            live.devices_for(host),
+            tick.devices,
+            live.host_info_for(host),
+            tick.host_sample,
+            pricing,
+        )
         cur = pricing.currency
         self.card_rate.set(
             format_money(self.rate.per_hour, cur) + "/h",
@@ -137,11 +153,34 @@ class OverviewPage(Page):
         )
         self._plot(tick.ts)
 
+    def _label_scope(self) -> None:
+        """Say which hosts the figures cover once there is more than this machine."""
+        host, remote = (
+            self.ctx.host_filter,
+            bool(self.ctx.config.hosts or self.ctx.live.remote_latest),
+        )
+        live_scope = f" ({host})" if host else " (all hosts)" if remote else ""
+        store_scope = " (all hosts)" if remote or host else ""
+        for card, caption, scope in (
+            (self.card_rate, "Cost per hour now", live_scope),
+            (self.card_gpus, "GPUs", live_scope),
+            (self.card_today, "Cost today", store_scope),
+            (self.card_energy, "Energy today", store_scope),
+            (self.card_month, "Projected month end", store_scope),
+        ):
+            card.caption.setText(caption + scope)
+
     def _plot(self, now: float) -> None:
-        live = self.ctx.live
-        for uuid, info in live.devices.items():
-            colour = colour_for(info.index)
-            label = f"GPU {info.index}"
+        live, host = self.ctx.live, self.ctx.host_filter
+        devices = live.devices_for(host)
+        hosts = sorted({d.host for d in devices.values()})
+        many = len(hosts) > 1  # then one colour and one legend entry per host
+        for plot in (self.plot_util, self.plot_mem, self.plot_power):
+            plot.retain(set(devices) if many == self._many_hosts else set())  # relabel all
+        self._many_hosts = many
+        for uuid, info in devices.items():
+            colour = colour_for(hosts.index(info.host) if many else info.index)
+            label = info.host if many else f"GPU {info.index}"
             ts, util = live.device_series(uuid, "gpu_util")
             self.plot_util.set_series(uuid, label, colour, ts, util, now)
             ts, mem = live.device_series(uuid, "mem_used")
@@ -149,10 +188,14 @@ class OverviewPage(Page):
             self.plot_mem.set_series(uuid, label, colour, ts, pct, now)
             ts, power = live.device_series(uuid, "power_w")
             self.plot_power.set_series(uuid, label, colour, ts, power, now)
-        ts, cpu = live.host_series("cpu_percent")
+        local = live.local_host
+        shown = host or (local if live.remote_latest and local else None)  # name it when several
+        self.plot_host.set_title(f"{shown} CPU and memory" if shown else "Host CPU and memory")
+        ts, cpu = live.host_series("cpu_percent", host)
         self.plot_host.set_series("cpu", "CPU", "#3b82f6", ts, cpu, now)
-        if live.host_info is not None and live.host_info.memory_total:
-            ts, mem = live.host_series("mem_used")
+        host_info = live.host_info_for(host)
+        if host_info is not None and host_info.memory_total:
+            ts, mem = live.host_series("mem_used", host)
             self.plot_host.set_series(
-                "mem", "memory", "#10b981", ts, mem * 100.0 / live.host_info.memory_total, now
+                "mem", "memory", "#10b981", ts, mem * 100.0 / host_info.memory_total, now
             )

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
+from costmeter.core import Tick
 from costmeter.gui.context import AppContext
 from costmeter.gui.models.process_model import (
     COL_COMMAND,
@@ -122,12 +123,23 @@ class ProcessesPage(Page):
         self._update_count()
 
     # -- live --------------------------------------------------------------------------------
+    def shown_tick(self) -> Tick | None:
+        """This machine's tick, or the chosen remote host's (All hosts: this machine's, whose
+        processes are the ones that can be read and terminated here)."""
+        host = self.ctx.host_filter
+        live = self.ctx.live
+        return live.latest if host is None or live.is_local(host) else live.tick_for(host)
+
+    def shows_remote(self) -> bool:
+        return self.ctx.host_filter is not None and not self.ctx.live.is_local(self.ctx.host_filter)
+
     def on_live(self) -> None:
-        tick = self.ctx.live.latest
+        tick = self.shown_tick()
         if tick is not None and tick.ts == self._last_tick_ts:
             return
         self._last_tick_ts = tick.ts if tick is not None else None
-        self.model.set_rows(rows_from_tick(tick, self.run_names()))
+        names = {} if self.shows_remote() else self.run_names()  # PIDs here mean this machine
+        self.model.set_rows(rows_from_tick(tick, names))
         self._update_count()
         self._selection_changed()
 
@@ -193,7 +205,13 @@ class ProcessesPage(Page):
         return False
 
     def _selection_changed(self) -> None:
-        self.terminate_button.setEnabled(self.selected_row() is not None)
+        remote = self.shows_remote()
+        self.terminate_button.setEnabled(self.selected_row() is not None and not remote)
+        self.terminate_button.setToolTip(
+            "Only processes on this machine can be terminated from here"
+            if remote
+            else "Send SIGTERM to the selected process (asks first)"
+        )
 
     def _context_menu(self, pos: QPoint) -> None:
         index = self.table.indexAt(pos)
@@ -204,7 +222,8 @@ class ProcessesPage(Page):
         if row is None:
             return
         menu = QMenu(self)
-        menu.addAction(f"Terminate PID {row.pid}…", self.terminate_selected)
+        if not self.shows_remote():
+            menu.addAction(f"Terminate PID {row.pid}…", self.terminate_selected)
         menu.addAction("Copy PID", lambda: QGuiApplication.clipboard().setText(str(row.pid)))
         if row.command:
             menu.addAction("Copy command", lambda: QGuiApplication.clipboard().setText(row.command))
@@ -221,7 +240,7 @@ class ProcessesPage(Page):
         """Ask, then terminate the selected process; returns the sentence shown (None: nothing
         was selected or the user said no)."""
         row = self.selected_row()
-        if row is None:
+        if row is None or self.shows_remote():
             return None
         refused = refusal(row.pid)
         if refused is None:

@@ -150,6 +150,7 @@ class RunsPage(Page):
         self._soon.setInterval(250)
         self._soon.timeout.connect(self.refresh)
         self.manager.run_event.connect(self._on_event)
+        ctx.signals.host_filter_changed.connect(self._on_host_filter)
         self.manager.launched.connect(self._on_launched)
         self.manager.message.connect(self._on_message)
         self._update_count()
@@ -217,9 +218,13 @@ class RunsPage(Page):
         self._live.update(figures)
         self.rebuild()
 
+    def _on_host_filter(self, _host: object) -> None:
+        self.rebuild()
+
     def rebuild(self) -> None:
         currency = self.ctx.currency
         ids = set(self._rows) | set(self.manager.runs)
+        ids = {i for i in ids if self._on_chosen_host(i)}
         views = [
             merge(
                 self._rows.get(i),
@@ -233,6 +238,12 @@ class RunsPage(Page):
         self.model.set_rows(views)
         self._update_count()
         self._selection_changed()
+
+    def _on_chosen_host(self, run_id: int) -> bool:
+        """Whether the run's samples are of the host chosen (runs launched here: this one)."""
+        row = self._rows.get(run_id)
+        host = row.host if row is not None and row.host else self._hostname
+        return self.ctx.shows_host(host)
 
     def _update_count(self) -> None:
         total = self.model.rowCount()
@@ -314,7 +325,9 @@ class RunsPage(Page):
         if view is None:
             self.log.follow(None)
         else:
-            self.log.follow(view.id, f"Output of run {view.id} ({view.name})")
+            row = self._rows.get(view.id)
+            parent = f", relaunched from run {row.parent_id}" if row and row.parent_id else ""
+            self.log.follow(view.id, f"Output of run {view.id} ({view.name}{parent})")
             if view.finished:
                 self.log.resume()  # read to the end once
 

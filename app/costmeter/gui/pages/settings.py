@@ -11,6 +11,8 @@ Saving touches only a small file on the GUI thread, never the database.
 
 from __future__ import annotations
 
+import dataclasses
+
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QKeySequence, QPalette, QResizeEvent, QShortcut
 from PySide6.QtWidgets import (
@@ -395,6 +397,10 @@ class SettingsPage(Page):
         summaries = [summary for _beside, summary in problems.values()] + row_problems
         if config is None or summaries:
             return self._refuse(summaries)
+        old = self.ctx.config  # the tables this form does not show are kept as they are
+        config = dataclasses.replace(
+            config, backends=old.backends, hosts=old.hosts, advice=old.advice
+        )
         try:
             saved = save_config(config, self.ctx.config_path)
         except ConfigError as err:

@@ -8,6 +8,7 @@ fields mean is decided by ``costmeter.gui.run_launch``; a refusal is shown in th
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 from PySide6.QtCore import QSettings, Qt, QTimer
@@ -86,6 +87,11 @@ class LaunchDialog(QDialog):
         self.ctx = ctx
         self.manager = manager
         self.request: LaunchRequest | None = None
+        #: Set by ``prefill`` (an applied recommendation): the run this one is launched from,
+        #: the variables added to its environment, and the backend to keep once probed.
+        self.parent_id: int | None = None
+        self.extra_env: dict[str, str] = {}
+        self._wanted_backend: str | None = None
         self._estimate_seq = 0
         self.setWindowTitle("New run")
         self.setObjectName("launch-dialog")
@@ -209,7 +215,11 @@ class LaunchDialog(QDialog):
 
     # -- backends and GPUs ---------------------------------------------------------------------
     def _fill_backends(self, choices: list[BackendChoice]) -> None:
-        current = self.backend.currentText() or str(self.ctx.settings.value("runs/backend", ""))
+        current = (
+            self._wanted_backend
+            or self.backend.currentText()
+            or str(self.ctx.settings.value("runs/backend", ""))
+        )
         model = self.backend.model()
         assert isinstance(model, QStandardItemModel)
         self.backend.blockSignals(True)
@@ -229,6 +239,8 @@ class LaunchDialog(QDialog):
         else:
             index = 0
         self.backend.setCurrentIndex(index)
+        if self._wanted_backend in usable:
+            self._wanted_backend = None  # found: from now on the user's choice counts
         self.backend.blockSignals(False)
         self._backend_changed()
 
@@ -346,9 +358,46 @@ class LaunchDialog(QDialog):
             if isinstance(widget, QWidget):
                 widget.setFocus()
             return self._refuse(str(exc))
+        if self.parent_id is not None or self.extra_env:
+            specs = tuple(
+                dataclasses.replace(s, env={**s.env, **self.extra_env}) for s in self.request.specs
+            )
+            self.request = dataclasses.replace(self.request, specs=specs, parent_id=self.parent_id)
         self._save(form)
         self.accept()
         return True
+
+    def prefill(
+        self,
+        form: LaunchForm,
+        *,
+        parent_id: int | None = None,
+        env: dict[str, str] | None = None,
+        note: str = "",
+    ) -> None:
+        """Fill the fields from ``form`` (launching a run again with a recommendation applied);
+        the runs it launches record ``parent_id`` and get ``env`` added to their environment.
+        ``note`` is shown above the fields (what was changed, and why)."""
+        if note:
+            self.note = QLabel(note)
+            self.note.setObjectName("prefill-note")
+            self.note.setWordWrap(True)
+            layout = self.layout()
+            if isinstance(layout, QVBoxLayout):
+                layout.insertWidget(0, self.note)
+        self.parent_id = parent_id
+        self.extra_env = dict(env or {})
+        self._wanted_backend = form.backend
+        self._fill_backends(self.manager.choices or [BackendChoice("local", True)])
+        self.command.setText(form.command)
+        self.cwd.setText(form.cwd)
+        self.gpus.setValue(form.gpus)
+        self.name.setText(form.name)
+        self.budget.setText(form.budget)
+        self.time_limit.setText(form.time_limit)
+        self.grid.setPlainText(form.grid)
+        self.max_parallel.setValue(form.max_parallel)
+        self.per_gpu.setValue(form.per_gpu)
 
     def _refuse(self, text: str) -> bool:
         self.error.setText(text)

@@ -59,14 +59,29 @@ class LivePlot(pg.PlotWidget):
 
     def _retitle(self) -> None:
         """The legend lives in the title: a legend box inside the plot would hide data."""
-        keys = "&nbsp;&nbsp;".join(
+        keys = "&nbsp;&nbsp;".join(  # curves that share a label and colour share a key
             f'<span style="color:{colour}">&#9632;</span>&nbsp;{label}'
-            for label, colour in self._labels.values()
+            for label, colour in dict.fromkeys(self._labels.values())
         )
         self.setTitle(f"<b>{self._title}</b>&nbsp;&nbsp;&nbsp;{keys}", size="9pt")
 
     def keys(self) -> list[str]:
         return list(self._curves)
+
+    def set_title(self, title: str) -> None:
+        """Rename the plot (the legend stays)."""
+        if title != self._title:
+            self._title = title
+            self._retitle()
+
+    def retain(self, keys: set[str]) -> None:
+        """Drop the series whose key is not in ``keys`` (another host was chosen)."""
+        gone = [k for k in self._curves if k not in keys]
+        for key in gone:
+            self.removeItem(self._curves.pop(key))
+            self._labels.pop(key, None)
+        if gone:
+            self._retitle()
 
     def curve_data(self, key: str) -> tuple[np.ndarray, np.ndarray]:
         x, y = self._curves[key].getData()

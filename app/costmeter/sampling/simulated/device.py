@@ -54,6 +54,18 @@ class SimProcess:
         self.window_busy = False
 
 
+def load_fraction(gpu: float, mem: float) -> float:
+    """How hard the board works (0..1) from SM and memory-controller utilisation (%).
+
+    Mostly the SM; but heavy memory traffic (50%+ of the memory controller's time, more than
+    the SM's) draws near-full power by itself, as memory-bound kernels do on HBM boards.
+    """
+    f = 0.8 * gpu + 0.2 * mem
+    if mem >= 50.0 and mem > f:
+        f = mem
+    return f / 100.0
+
+
 #: (process, GPU memory held in bytes, SM util %, memory util %, CPU % of one core)
 ProcRow = tuple[SimProcess, int, int, int, float]
 
@@ -179,7 +191,7 @@ class SimDevice:
     def _compute(self, sec: int) -> DevState:
         m = self.model
         v, rows, gpu, mem, held = self._loads(sec)
-        f = (0.8 * gpu + 0.2 * mem) / 100.0
+        f = load_fraction(gpu, mem)
         temp = m.idle_temp_c + (m.load_temp_c - m.idle_temp_c) * f + (v[1] - 0.5) * 2.0
         if gpu < 1.0:
             sm = m.idle_sm_mhz
@@ -220,7 +232,7 @@ class SimDevice:
                 rows: Iterable[ProcRow] = st.procs
             else:  # only what the integrals need: no temperature, clocks or DevState
                 v, rows, gpu, mem, _ = loads(s)
-                energy += power(v[0], (0.8 * gpu + 0.2 * mem) / 100.0)
+                energy += power(v[0], load_fraction(gpu, mem))
             for row in rows:
                 row[0].cpu_acc += row[4]
             s += 1

@@ -106,6 +106,7 @@ class FakeNvml:
         driver_version: str = "550.54.15",
         cuda_driver_version: int = 12040,
         driver_loaded_at: float | None = None,
+        machine: str = "",
     ) -> None:
         self.seed = seed
         self.clock: Clock = clock if clock is not None else SystemClock()
@@ -122,7 +123,10 @@ class FakeNvml:
         handles = []
         for i, spec in enumerate(devices):
             model = MODELS[spec.model]
-            h = hex_digest("sim-gpu", seed, i, spec.model)
+            # A machine name keeps simulated GPUs of different machines (agents simulating GPUs
+            # on one computer) apart: devices are keyed by UUID everywhere.
+            parts = ("sim-gpu", seed, i, spec.model) + ((machine,) if machine else ())
+            h = hex_digest(*parts)
             uuid = f"GPU-{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
             dev = SimDevice(i, model, seed=seed, uuid=uuid, origin_sec=origin)
             profile = get_profile(spec.profile)
@@ -393,6 +397,9 @@ class FakeNvml:
         return [make(_PROC_UTIL(r[0].pid, stamp, r[2], r[3], 0, 0)) for r in st.procs]
 
 
-def make_fake_nvml(spec: str, *, seed: int = 0, clock: Clock | None = None) -> FakeNvml:
-    """A fake NVML with the GPUs that ``spec`` describes (see ``parse_spec``)."""
-    return FakeNvml(parse_spec(spec), seed=seed, clock=clock)
+def make_fake_nvml(
+    spec: str, *, seed: int = 0, clock: Clock | None = None, machine: str = ""
+) -> FakeNvml:
+    """A fake NVML with the GPUs that ``spec`` describes (see ``parse_spec``); ``machine`` (a
+    host name) gives its GPUs UUIDs of their own."""
+    return FakeNvml(parse_spec(spec), seed=seed, clock=clock, machine=machine)

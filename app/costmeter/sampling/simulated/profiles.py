@@ -56,6 +56,17 @@ def _memory_leak(u0: float, u1: float, u2: float, elapsed: int, busy: bool) -> L
     return (60.0 + 20.0 * u0, 30.0 + 10.0 * u1, held, 90.0 + 20.0 * u2)
 
 
+def _memory_bound(u0: float, u1: float, u2: float, elapsed: int, busy: bool) -> Load:
+    # Embedding lookups and element-wise kernels: the memory controller is the bottleneck, the
+    # SMs wait on it, and the board draws near its limit (see ``device.load_fraction``).
+    return (45.0 + 15.0 * u0, 86.0 + 10.0 * u1, 0.60, 95.0 + 15.0 * u2)
+
+
+def _light(u0: float, u1: float, u2: float, elapsed: int, busy: bool) -> Load:
+    # Small-batch inference of a small model: a little work, a little memory, all the time.
+    return (8.0 + 14.0 * u0, 3.0 + 5.0 * u1, 0.10, 30.0 + 20.0 * u2)
+
+
 @dataclass(frozen=True, slots=True)
 class Profile:
     name: str
@@ -125,6 +136,26 @@ PROFILES: dict[str, Profile] = {
             "python finetune.py --model bert-large --cache-activations",
             10 * GIB,
             10e6,
+        ),
+        Profile(
+            "memory-bound",
+            "memory controller 86-96% busy, SMs 45-60%, power near the limit",
+            _memory_bound,
+            False,
+            True,
+            "python train_dlrm.py --embedding-dim 256 --batch-size 65536",
+            14 * GIB,
+            20e6,
+        ),
+        Profile(
+            "light",
+            "small-batch inference: utilisation 8-22%, memory 10%",
+            _light,
+            False,
+            True,
+            "python serve.py --model resnet18 --batch-size 4",
+            3 * GIB,
+            1e6,
         ),
     )
 }

@@ -19,7 +19,8 @@ DEFAULT_MIX: tuple[tuple[str, str], ...] = (
     ("l4", "memory-leak"),
     ("a10g", "free"),
     ("h100", "train"),
-    ("a100", "bursty"),
+    ("a100", "memory-bound"),
+    ("t4", "light"),
 )
 
 

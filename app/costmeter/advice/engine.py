@@ -1,0 +1,75 @@
+"""The rule registry and ``evaluate``: run every rule, keep one failing rule from sinking the rest,
+and drop recommendations another rule's finding makes redundant (see ``SUPPRESSES``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from costmeter.advice.facts import AdviceFacts
+from costmeter.advice.model import Recommendation
+from costmeter.advice.rules import budget, compute, memory, placement
+from costmeter.advice.thresholds import Thresholds
+
+Rule = Callable[[AdviceFacts, Thresholds], list[Recommendation]]
+
+#: Every rule by its stable id, in the order they run.
+RULES: Mapping[str, Rule] = {
+    "idle-gpu": compute.idle_gpu,
+    "underused-gpu": compute.underused_gpu,
+    "overallocated": placement.overallocated,
+    "memory-headroom": memory.memory_headroom,
+    "memory-pressure": memory.memory_pressure,
+    "input-bound": compute.input_bound,
+    "power-cap": compute.power_cap,
+    "pack-sweep": placement.pack_sweep,
+    "budget-forecast": budget.budget_forecast,
+}
+
+#: When a rule fires for a target, these rules' findings for the same GPU (host, device, run)
+#: are dropped: their fix is wrong or moot there. An idle GPU is not "under-used" or worth a
+#: smaller model: it should be released. An input-bound run's low utilisation is the CPU's
+#: fault: a smaller GPU would not help. Memory pressure and headroom never meet (95% vs 40%).
+SUPPRESSES: Mapping[str, tuple[str, ...]] = {
+    "idle-gpu": ("underused-gpu", "memory-headroom", "power-cap", "input-bound"),
+    "input-bound": ("underused-gpu", "power-cap"),
+}
+
+
+def _same_gpu(r: Recommendation) -> tuple[str, int | None, int | None]:
+    return (r.target.host, r.target.device, r.target.run)
+
+
+def evaluate(
+    facts: AdviceFacts,
+    thresholds: Thresholds,
+    rules: Mapping[str, Rule] | None = None,
+) -> tuple[list[Recommendation], list[str]]:
+    """Every rule's recommendations (redundant ones dropped) and one message per failed rule."""
+    found: list[Recommendation] = []
+    messages: list[str] = []
+    for rule_id, rule in (RULES if rules is None else rules).items():
+        try:
+            found.extend(rule(facts, thresholds))
+        except Exception as exc:
+            messages.append(
+                f"The rule '{rule_id}' failed and was skipped ({type(exc).__name__}: {exc})."
+            )
+    return _drop_redundant(found), messages
+
+
+def _drop_redundant(found: list[Recommendation]) -> list[Recommendation]:
+    drop: set[tuple[str, tuple[str, int | None, int | None]]] = set()
+    for r in found:
+        for other in SUPPRESSES.get(r.rule, ()):
+            drop.add((other, _same_gpu(r)))
+    # A sweep packed K per GPU replaces each of its runs' "under-used" and "memory headroom"
+    # advice: packing uses the spare compute and memory those would save on.
+    packed = {r.target.sweep for r in found if r.rule == "pack-sweep"}
+
+    def keep(r: Recommendation) -> bool:
+        if (r.rule, _same_gpu(r)) in drop:
+            return False
+        packable = r.rule in ("underused-gpu", "memory-headroom")
+        return not (packable and r.target.sweep is not None and r.target.sweep in packed)
+
+    return [r for r in found if keep(r)]

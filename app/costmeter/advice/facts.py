@@ -1,0 +1,138 @@
+"""What the rules read: plain, already-gathered facts (no database, no prices to look up).
+
+``costmeter.service.advice`` builds these from the store, the runs and the price table; tests
+build them by hand or from simulated histories. Series are tuples of (time, value) columns.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+GIB = 1024**3
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    """Samples of one metric, oldest first; ``values`` may hold NaN for unknown."""
+
+    ts: tuple[float, ...] = ()
+    values: tuple[float, ...] = ()
+
+    def known(self) -> list[float]:
+        return [v for v in self.values if not math.isnan(v)]
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+
+@dataclass(frozen=True, slots=True)
+class GpuOption:
+    """A GPU model in the price table, with the memory it has (for "a smaller GPU fits")."""
+
+    model: str
+    hourly: float
+    memory_gb: float
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceFacts:
+    """One GPU over a stretch of time: the whole window, or the part a run held it."""
+
+    host: str
+    index: int
+    uuid: str
+    name: str
+    #: Bytes of memory on the board; None when unknown.
+    memory_total: int | None
+    power_limit_w: float | None
+    #: The hourly price that applies to this GPU, and whether a price row matched its name.
+    hourly_price: float
+    price_known: bool
+    #: The price row's model name (to compare with cheaper options); None when unknown.
+    price_model: str | None
+    #: The hourly price already pays for electricity (then kWh saved saves no money apart).
+    energy_in_price: bool
+    start: float
+    end: float
+    gpu_util: Series
+    mem_util: Series
+    #: Bytes used on the board.
+    mem_used: Series
+    power_w: Series
+    #: Bytes held by processes at each process sample (their sum); empty when not sampled.
+    held_mem: Series = field(default_factory=Series)
+    #: CPU % of one core used by the processes on this GPU (their sum) at each sample.
+    proc_cpu: Series = field(default_factory=Series)
+    #: Energy over the stretch in kWh (measured or integrated from power).
+    energy_kwh: float = 0.0
+
+    @property
+    def seconds(self) -> float:
+        return max(0.0, self.end - self.start)
+
+    @property
+    def memory_gb(self) -> float | None:
+        return None if self.memory_total is None else self.memory_total / GIB
+
+
+@dataclass(frozen=True, slots=True)
+class RunFacts:
+    """One run that overlapped the window, with each GPU it held cut to its lifetime."""
+
+    id: int
+    name: str
+    host: str
+    status: str
+    started: float
+    ended: float | None
+    #: GPU indices the run asked for and was placed on.
+    gpus: tuple[int, ...]
+    devices: tuple[DeviceFacts, ...]
+    sweep: str | None = None
+    exit_code: int | None = None
+    message: str = ""
+    #: The run's budget (money), from its spec; None without one.
+    budget: float | None = None
+    #: Its cost so far and, with progress reports, the forecast of its total.
+    cost: float | None = None
+    forecast: float | None = None
+    #: Share done (0..1) from its progress reports.
+    fraction: float | None = None
+
+    @property
+    def oom(self) -> bool:
+        """The run ended with an out-of-memory error (by its message or exit)."""
+        text = self.message.lower()
+        return "out of memory" in text or "outofmemory" in text or "oom" in text.split()
+
+
+@dataclass(frozen=True, slots=True)
+class DayBudget:
+    """Today's spending against ``[alerts] daily_budget``."""
+
+    budget: float
+    day_start: float
+    now: float
+    spent: float
+    #: Cost per hour at the current pace (the last hour's spending, or the day's average).
+    per_hour: float
+
+    @property
+    def forecast(self) -> float:
+        left_h = max(0.0, (self.day_start + 86400.0 - self.now) / 3600.0)
+        return self.spent + self.per_hour * left_h
+
+
+@dataclass(frozen=True, slots=True)
+class AdviceFacts:
+    start: float
+    end: float
+    currency: str
+    tariff_per_kwh: float
+    #: GPUs not held by any run during the window (their whole window).
+    devices: tuple[DeviceFacts, ...] = ()
+    runs: tuple[RunFacts, ...] = ()
+    #: Known GPU models with price and memory, cheapest first.
+    catalog: tuple[GpuOption, ...] = ()
+    day_budget: DayBudget | None = None

@@ -1,0 +1,356 @@
+"""Rules about how busy a GPU is: idle-gpu, underused-gpu, input-bound, power-cap."""
+
+from __future__ import annotations
+
+import math
+
+from costmeter.advice.facts import AdviceFacts
+from costmeter.advice.model import Action, Evidence, EvidenceSeries, Recommendation, Savings
+from costmeter.advice.rules.common import Subject, held_gib, in_use, subjects
+from costmeter.advice.savings import gpu_hours_saved, month_factor
+from costmeter.advice.stats import (
+    confidence,
+    enough,
+    evidence_series,
+    fmt_minutes,
+    fmt_pct,
+    mean,
+    percentile,
+    share,
+    stretches,
+)
+from costmeter.advice.thresholds import Thresholds
+
+GIB = 1024**3
+
+
+def _util_series(s: Subject, threshold: float) -> tuple[EvidenceSeries, ...]:
+    return (
+        evidence_series("GPU utilisation", "%", s.dev.gpu_util, threshold=threshold),
+        evidence_series("Memory held by processes", "GiB", s.dev.held_mem, scale=1 / GIB),
+    )
+
+
+def idle_gpu(facts: AdviceFacts, t: Thresholds) -> list[Recommendation]:
+    """Memory held by a process while utilisation stays under ``idle_util_pct`` for at least
+    ``idle_minutes``. Savings: the GPU's price for those hours, scaled to a month."""
+    out = []
+    for s in subjects(facts):
+        dev = s.dev
+        if not enough(dev, t) or not dev.held_mem.known():
+            continue
+        long_idle = [
+            (a, b)
+            for a, b in stretches(dev.gpu_util, lambda v: v < t.idle_util_pct)
+            if b - a >= t.idle_minutes * 60.0 and _held_during(s, a, b) * 1024 >= t.idle_held_mib
+        ]
+        if not long_idle:
+            continue
+        idle_s = sum(b - a for a, b in long_idle)
+        longest = max(b - a for a, b in long_idle)
+        watts = mean(
+            [
+                v
+                for ts, v in zip(dev.power_w.ts, dev.power_w.values, strict=True)
+                if any(a <= ts < b for a, b in long_idle)
+            ]
+        )
+        watts = 0.0 if math.isnan(watts) else watts
+        kwh = watts * idle_s / 3.6e6
+        idle_share = idle_s / max(1.0, dev.seconds)
+        savings = gpu_hours_saved(
+            gpu_hours=idle_s / 3600.0,
+            hourly=dev.hourly_price,
+            kwh=kwh,
+            window_s=s.window_s,
+            tariff=facts.tariff_per_kwh,
+            energy_in_price=dev.energy_in_price,
+            currency=facts.currency,
+            why=f"1 GPU x {idle_s / 3600:.2f} h idle while holding memory",
+        )
+        held = held_gib(dev)
+        out.append(
+            Recommendation(
+                rule="idle-gpu",
+                title=f"Release {s.about}: it holds {held:.1f} GiB and computes nothing",
+                target=s.target,
+                evidence=Evidence(
+                    start=dev.start,
+                    end=dev.end,
+                    facts=(
+                        ("Idle while holding memory", fmt_minutes(idle_s)),
+                        ("Share of the time", fmt_pct(idle_share * 100)),
+                        ("Longest idle stretch", fmt_minutes(longest)),
+                        ("Memory held (median)", f"{held:.1f} GiB"),
+                        ("Power while idle", f"{watts:.0f} W"),
+                    ),
+                    values={
+                        "idle_s": idle_s,
+                        "idle_share": idle_share,
+                        "longest_idle_s": longest,
+                        "held_gib": held,
+                        "idle_power_w": watts,
+                    },
+                    series=_util_series(s, t.idle_util_pct),
+                ),
+                savings=savings,
+                confidence=confidence(idle_s, min(1.0, 0.5 + idle_share), t),
+                action=Action(
+                    "Stop the process holding the GPU (a notebook kernel or a finished job), "
+                    "or free its tensors; give the GPU back if it is rented."
+                ),
+                detail=(
+                    f"For {fmt_minutes(idle_s)} of {fmt_minutes(dev.seconds)} the GPU ran under "
+                    f"{t.idle_util_pct:g} % while a process kept {held:.1f} GiB on it, so "
+                    "nobody else could use it."
+                ),
+            )
+        )
+    return out
+
+
+def _held_during(s: Subject, a: float, b: float) -> float:
+    """Median memory held (GiB) by processes during [a, b)."""
+    vals = [
+        v
+        for ts, v in zip(s.dev.held_mem.ts, s.dev.held_mem.values, strict=True)
+        if a <= ts < b and not math.isnan(v)
+    ]
+    return percentile(vals, 50) / GIB if vals else 0.0
+
+
+def underused_gpu(facts: AdviceFacts, t: Thresholds) -> list[Recommendation]:
+    """p95 utilisation under ``underused_p95_pct`` on a GPU in use. Savings: pack K such jobs on
+    one GPU (K = 100 / p95, at most 4), saving 1 - 1/K of its hours."""
+    out = []
+    for s in subjects(facts):
+        dev = s.dev
+        if not enough(dev, t) or not in_use(dev, t):
+            continue
+        util = dev.gpu_util.known()
+        p95 = percentile(util, 95)
+        if math.isnan(p95) or p95 >= t.underused_p95_pct:
+            continue
+        k = max(2, min(4, math.floor(100.0 / max(p95, 1.0))))
+        hours = dev.seconds / 3600.0
+        savings = gpu_hours_saved(
+            gpu_hours=hours * (1 - 1 / k),
+            hourly=dev.hourly_price,
+            kwh=0.0,
+            window_s=s.window_s,
+            tariff=facts.tariff_per_kwh,
+            energy_in_price=dev.energy_in_price,
+            currency=facts.currency,
+            why=f"{hours:.2f} GPU-h x (1 - 1/{k}) by packing {k} such jobs on one GPU",
+        )
+        avg = mean(util)
+        out.append(
+            Recommendation(
+                rule="underused-gpu",
+                title=f"{s.about} is mostly unused (p95 {p95:.0f} %): share it or use a "
+                "smaller GPU",
+                target=s.target,
+                evidence=Evidence(
+                    start=dev.start,
+                    end=dev.end,
+                    facts=(
+                        ("p95 GPU utilisation", fmt_pct(p95)),
+                        ("Mean GPU utilisation", fmt_pct(avg)),
+                        ("Observed", fmt_minutes(dev.seconds)),
+                        ("Jobs like it per GPU", str(k)),
+                    ),
+                    values={"p95_util_pct": p95, "mean_util_pct": avg, "k": float(k)},
+                    series=_util_series(s, t.underused_p95_pct),
+                ),
+                savings=savings,
+                confidence=confidence(
+                    dev.seconds, share(util, lambda v: v < t.underused_p95_pct), t
+                ),
+                action=Action(
+                    f"Run up to {k} jobs like this on one GPU (or use MPS/MIG), or move it to a "
+                    "smaller, cheaper GPU.",
+                    kind="relaunch" if s.run is not None else "none",
+                    changes={"per_gpu": k} if s.run is not None else {},
+                ),
+                detail=(
+                    f"Even its busiest 5 % of samples stay under {t.underused_p95_pct:g} %: "
+                    f"{k} such jobs would fit on one GPU."
+                ),
+            )
+        )
+    return out
+
+
+def input_bound(facts: AdviceFacts, t: Thresholds) -> list[Recommendation]:
+    """Mean utilisation under ``input_util_pct`` while the GPU's processes keep at least
+    ``input_cpu_cores`` cores busy. Savings: the same work at ``input_fed_util_pct``."""
+    out = []
+    for s in subjects(facts):
+        dev = s.dev
+        if not enough(dev, t) or not in_use(dev, t):
+            continue
+        util = dev.gpu_util.known()
+        cpu = dev.proc_cpu.known()
+        avg = mean(util)
+        cores = percentile(cpu, 50) / 100.0 if cpu else math.nan
+        if math.isnan(avg) or math.isnan(cores):
+            continue
+        if avg >= t.input_util_pct or cores < t.input_cpu_cores:
+            continue
+        hours = dev.seconds / 3600.0
+        saved = hours * max(0.0, 1.0 - avg / t.input_fed_util_pct)
+        savings = gpu_hours_saved(
+            gpu_hours=saved,
+            hourly=dev.hourly_price,
+            kwh=0.0,
+            window_s=s.window_s,
+            tariff=facts.tariff_per_kwh,
+            energy_in_price=dev.energy_in_price,
+            currency=facts.currency,
+            why=(
+                f"{hours:.2f} GPU-h x (1 - {avg:.0f} % / {t.input_fed_util_pct:g} % fed "
+                "utilisation)"
+            ),
+        )
+        agree = share(cpu, lambda v: v / 100.0 >= t.input_cpu_cores)
+        out.append(
+            Recommendation(
+                rule="input-bound",
+                title=f"{s.about} waits for data: the CPU side is the bottleneck",
+                target=s.target,
+                evidence=Evidence(
+                    start=dev.start,
+                    end=dev.end,
+                    facts=(
+                        ("Mean GPU utilisation", fmt_pct(avg)),
+                        ("CPU of its processes (median)", f"{cores:.1f} cores"),
+                        ("Observed", fmt_minutes(dev.seconds)),
+                    ),
+                    values={"mean_util_pct": avg, "proc_cpu_cores": cores},
+                    series=(
+                        evidence_series(
+                            "GPU utilisation", "%", dev.gpu_util, threshold=t.input_util_pct
+                        ),
+                        evidence_series(
+                            "CPU of its processes",
+                            "cores",
+                            dev.proc_cpu,
+                            scale=0.01,
+                            threshold=t.input_cpu_cores,
+                        ),
+                    ),
+                ),
+                savings=savings,
+                confidence=confidence(dev.seconds, agree, t),
+                action=Action(
+                    "Feed the GPU faster: more data-loader workers (num_workers), "
+                    "pin_memory=True, cache decoded data, or move augmentation to the GPU.",
+                ),
+                detail=(
+                    f"The GPU averaged {avg:.0f} % while its processes kept {cores:.1f} CPU "
+                    "cores busy: it waits for the input pipeline. A smaller GPU would not help."
+                ),
+            )
+        )
+    return out
+
+
+def power_cap(facts: AdviceFacts, t: Thresholds) -> list[Recommendation]:
+    """A memory-bound GPU (memory-controller use high, kernel use moderate) near its power limit.
+    Energy at the lower limit: P_new x T x (1 + slowdown) against P_now x T."""
+    out = []
+    for s in subjects(facts):
+        dev = s.dev
+        limit = dev.power_limit_w
+        if not enough(dev, t) or not in_use(dev, t) or not limit:
+            continue
+        mem_u, sm_u, power = (
+            mean(dev.mem_util.known()),
+            mean(dev.gpu_util.known()),
+            mean(dev.power_w.known()),
+        )
+        if any(math.isnan(v) for v in (mem_u, sm_u, power)):
+            continue
+        if mem_u < t.powercap_mem_util_pct or sm_u > t.powercap_sm_max_pct:
+            continue
+        if power < t.powercap_power_share * limit:
+            continue
+        new_limit = t.powercap_target_share * limit
+        slow = t.powercap_expected_slowdown
+        hours = dev.seconds / 3600.0
+        kwh = max(0.0, (power - new_limit * (1 + slow)) * hours / 1000.0)
+        f = month_factor(s.window_s)
+        kwh_m = kwh * f
+        energy_money = 0.0 if dev.energy_in_price else kwh_m * facts.tariff_per_kwh
+        time_money = slow * hours * f * dev.hourly_price
+        money = max(0.0, energy_money - time_money)
+        formula = (
+            f"energy: ({power:.0f} W - {new_limit:.0f} W x {1 + slow:.2f}) x {hours:.2f} h "
+            f"observed x {f:.1f} = {kwh_m:.1f} kWh/month"
+            + (
+                " (included in the GPU's price)"
+                if dev.energy_in_price
+                else f" x {facts.tariff_per_kwh:.3f} = {energy_money:.2f} {facts.currency}"
+            )
+            + f"; time: {slow:.0%} longer x {hours * f:.1f} GPU-h/month x "
+            f"{dev.hourly_price:.2f} = {time_money:.2f} {facts.currency}; "
+            f"net {money:.2f} {facts.currency}/month (never below 0)"
+        )
+        if kwh <= 0:
+            continue
+        share_time = share(dev.mem_util.known(), lambda v: v >= t.powercap_mem_util_pct)
+        index = dev.index
+        out.append(
+            Recommendation(
+                rule="power-cap",
+                title=f"Lower the power limit of {s.about}: it is memory-bound at "
+                f"{power / limit:.0%} power",
+                target=s.target,
+                evidence=Evidence(
+                    start=dev.start,
+                    end=dev.end,
+                    facts=(
+                        ("Memory-controller utilisation", fmt_pct(mem_u)),
+                        ("Kernel (SM) utilisation", fmt_pct(sm_u)),
+                        ("Mean power", f"{power:.0f} W of {limit:.0f} W"),
+                        ("Suggested limit", f"{new_limit:.0f} W"),
+                        ("Expected time change", f"+{slow:.0%}"),
+                        (
+                            "Expected energy change",
+                            f"-{kwh / max(1e-9, power * hours / 1000):.0%}",
+                        ),
+                    ),
+                    values={
+                        "mem_util_pct": mem_u,
+                        "sm_util_pct": sm_u,
+                        "power_w": power,
+                        "power_limit_w": limit,
+                        "suggested_limit_w": new_limit,
+                        "expected_slowdown": slow,
+                    },
+                    series=(
+                        evidence_series("Power", "W", dev.power_w, threshold=new_limit),
+                        evidence_series(
+                            "Memory-controller utilisation",
+                            "%",
+                            dev.mem_util,
+                            threshold=t.powercap_mem_util_pct,
+                        ),
+                    ),
+                ),
+                savings=Savings(money, facts.currency, kwh_m, formula),
+                confidence=confidence(dev.seconds, share_time, t) * 0.8,
+                action=Action(
+                    f"Set a lower power limit (sudo nvidia-smi -i {index} -pl "
+                    f"{new_limit:.0f}), then measure: compare the run's time per step and "
+                    "the energy counter (nvidia-smi --query-gpu=total_energy_consumption) "
+                    "before and after over the same number of steps."
+                ),
+                detail=(
+                    "Memory-bound kernels wait on memory, not on the SM clock: a lower power "
+                    f"limit should cost about {slow:.0%} in time and save energy. This is an "
+                    "estimate: measure it on your GPU."
+                ),
+            )
+        )
+    return out

@@ -1,0 +1,65 @@
+"""Savings formulas. What a rule finds in the observed window is scaled to a month, assuming the
+pattern goes on: per month = per window x (730.5 h / window hours). Money comes from GPU-hours
+at the GPU's hourly price, plus the energy at the tariff when the price does not include it."""
+
+from __future__ import annotations
+
+from costmeter.advice.model import HOURS_PER_MONTH, Savings
+
+
+def month_factor(window_s: float) -> float:
+    """How many observed windows make a month."""
+    return HOURS_PER_MONTH / max(window_s / 3600.0, 1e-9)
+
+
+def gpu_hours_saved(
+    *,
+    gpu_hours: float,
+    hourly: float,
+    kwh: float,
+    window_s: float,
+    tariff: float,
+    energy_in_price: bool,
+    currency: str,
+    why: str,
+) -> Savings:
+    """``gpu_hours`` of GPU time and ``kwh`` of energy saved in the window, per month.
+
+    ``why`` says where the GPU-hours come from ("1 GPU x 2.4 h idle"), for the formula.
+    """
+    f = month_factor(window_s)
+    hours_m = gpu_hours * f
+    kwh_m = kwh * f
+    money = hours_m * hourly
+    formula = (
+        f"{why} = {gpu_hours:.2f} GPU-h in {window_s / 3600:.1f} h observed; "
+        f"x {f:.1f} ({HOURS_PER_MONTH} h/month) = {hours_m:.1f} GPU-h/month "
+        f"x {hourly:.2f} {currency}/h"
+    )
+    if energy_in_price:
+        formula += f" (energy included in the price; {kwh_m:.1f} kWh/month)"
+    else:
+        money += kwh_m * tariff
+        formula += f" + {kwh_m:.1f} kWh/month x {tariff:.3f} {currency}/kWh"
+    return Savings(money, currency, kwh_m, formula + f" = {money:.2f} {currency}/month")
+
+
+def price_difference(
+    *,
+    hours: float,
+    hourly: float,
+    cheaper_hourly: float,
+    cheaper_model: str,
+    window_s: float,
+    currency: str,
+) -> Savings:
+    """Running ``hours`` (in the window) on ``cheaper_model`` instead, per month."""
+    f = month_factor(window_s)
+    diff = max(0.0, hourly - cheaper_hourly)
+    money = hours * f * diff
+    formula = (
+        f"{hours:.2f} GPU-h in {window_s / 3600:.1f} h observed x {f:.1f} = "
+        f"{hours * f:.1f} GPU-h/month x ({hourly:.2f} - {cheaper_hourly:.2f} {currency}/h on "
+        f"{cheaper_model}) = {money:.2f} {currency}/month (energy not counted)"
+    )
+    return Savings(money, currency, 0.0, formula)

@@ -1,0 +1,160 @@
+"""The small chart on an advice card: the recommendation's series over its window, each with the
+rule's threshold as a dashed line.
+
+Series sharing a unit share a plot; a second unit (memory in GiB beside utilisation in %) gets a
+second plot under the first, with the time axes linked. Mouse interaction is off and wheel events
+go to the page, so scrolling the list of cards never zooms a chart.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QWheelEvent
+from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+
+from costmeter.advice.model import EvidenceSeries
+from costmeter.gui.theme import colour_for
+
+#: Height of one plot (one unit); a card with two units is twice as tall.
+PLOT_HEIGHT = 104
+#: At most this many units are drawn (the rest are listed in the facts).
+MAX_UNITS = 2
+THRESHOLD_COLOUR = "#dc2626"
+
+
+class _Plot(pg.PlotWidget):
+    def wheelEvent(self, event: QWheelEvent) -> None:
+        event.ignore()  # let the page scroll
+
+
+def format_number(value: float) -> str:
+    """A threshold as a person writes it: 280, 21.4, 0.05."""
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.3g}"
+
+
+def by_unit(series: tuple[EvidenceSeries, ...]) -> list[tuple[str, list[EvidenceSeries]]]:
+    """The series grouped by unit, in their order, with at most ``MAX_UNITS`` groups."""
+    groups: dict[str, list[EvidenceSeries]] = {}
+    for s in series:
+        if s.unit in groups or len(groups) < MAX_UNITS:
+            groups.setdefault(s.unit, []).append(s)
+    return list(groups.items())
+
+
+class EvidencePlot(QWidget):
+    def __init__(self, series: tuple[EvidenceSeries, ...], parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("evidence-plot")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(2)
+        #: One plot per unit drawn; the curves and threshold lines by series label (for tests).
+        self.plots: list[pg.PlotWidget] = []
+        self.curves: dict[str, pg.PlotDataItem] = {}
+        self.thresholds: dict[str, pg.InfiniteLine] = {}
+        #: Each plot with the labels of the series drawn in it.
+        self._groups: list[tuple[pg.PlotWidget, list[str]]] = []
+        drawable = [s for s in series if len(s.ts) and len(s.ts) == len(s.values)]
+        if not drawable:
+            empty = QLabel("No series to draw for this recommendation.")
+            empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            empty.setStyleSheet("color: palette(placeholder-text);")
+            empty.setMinimumHeight(60)
+            layout.addWidget(empty)
+            return
+        colour_index = 0
+        for unit, group in by_unit(tuple(drawable)):
+            plot = self._plot(unit)
+            plot.addLegend(offset=(-4, 4), labelTextSize="8pt", verSpacing=-6)
+            for s in group:
+                colour = colour_for(colour_index)
+                colour_index += 1
+                self._draw(plot, s, colour)
+            y_range = _y_range(group)
+            if y_range is not None:
+                plot.setYRange(*y_range, padding=0)
+            if self.plots:
+                plot.setXLink(self.plots[0])
+            self.plots.append(plot)
+            self._groups.append((plot, [s.label for s in group]))
+            layout.addWidget(plot)
+        # Only the lowest plot shows the time axis.
+        for plot in self.plots[:-1]:
+            plot.getPlotItem().hideAxis("bottom")
+
+    def update_series(self, series: tuple[EvidenceSeries, ...]) -> None:
+        """New values for the series already drawn (same labels and units): no new plots."""
+        by_label = {s.label: s for s in series}
+        for plot, labels in self._groups:
+            group = [by_label[label] for label in labels if label in by_label]
+            for s in group:
+                self.curves[s.label].setData(
+                    np.asarray(s.ts, dtype=float), np.asarray(s.values, dtype=float)
+                )
+                line = self.thresholds.get(s.label)
+                if line is not None and s.threshold is not None:
+                    line.setValue(s.threshold)
+                    line.label.setFormat(_threshold_text(s))
+            y_range = _y_range(group)
+            if y_range is not None:
+                plot.setYRange(*y_range, padding=0)
+
+    def _plot(self, unit: str) -> pg.PlotWidget:
+        plot = _Plot(axisItems={"bottom": pg.DateAxisItem(orientation="bottom")})
+        plot.setMenuEnabled(False)
+        plot.setMouseEnabled(x=False, y=False)
+        plot.hideButtons()
+        plot.setFixedHeight(PLOT_HEIGHT)
+        plot.setMinimumWidth(300)
+        item = plot.getPlotItem()
+        item.setDownsampling(mode="peak")
+        item.setClipToView(True)
+        item.showGrid(x=True, y=True, alpha=0.15)
+        left = item.getAxis("left")
+        left.enableAutoSIPrefix(False)
+        left.setWidth(46)
+        item.setLabel("left", unit)
+        item.setContentsMargins(0, 2, 6, 0)
+        return plot
+
+    def _draw(self, plot: pg.PlotWidget, s: EvidenceSeries, colour: str) -> None:
+        ts = np.asarray(s.ts, dtype=float)
+        values = np.asarray(s.values, dtype=float)
+        curve = plot.plot(ts, values, pen=pg.mkPen(colour, width=1.5), name=s.label)
+        curve.setToolTip(f"{s.label} ({s.unit})")
+        self.curves[s.label] = curve
+        if s.threshold is not None:
+            line = pg.InfiniteLine(
+                pos=s.threshold,
+                angle=0,
+                pen=pg.mkPen(THRESHOLD_COLOUR, width=1.2, style=Qt.PenStyle.DashLine),
+                label=_threshold_text(s),
+                # Under the line, at its left end: inside the view whatever the data do.
+                labelOpts={
+                    "position": 0.02,
+                    "color": THRESHOLD_COLOUR,
+                    "anchors": [(0, 0), (0, 0)],
+                },
+            )
+            plot.addItem(line)
+            self.thresholds[s.label] = line
+
+
+def _y_range(group: list[EvidenceSeries]) -> tuple[float, float] | None:
+    """From 0 (or below, for negative data) to a little above the data and thresholds, so that
+    a threshold stays in view even when the data stay far from it."""
+    points = [v for s in group for v in s.values if np.isfinite(v)]
+    points += [s.threshold for s in group if s.threshold is not None]
+    if not points:
+        return None
+    lo, hi = min(points), max(points)
+    pad = (hi - lo) * 0.12 or max(1.0, abs(hi) * 0.1)
+    return (min(0.0, lo - pad) if lo < 0 else 0.0), hi + pad
+
+
+def _threshold_text(s: EvidenceSeries) -> str:
+    return f"threshold {format_number(s.threshold or 0.0)} {s.unit}"
