@@ -113,3 +113,14 @@ def test_pickled_model_whose_class_is_gone(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setattr(sys, "path", [p for p in sys.path if p != str(package)])
     with pytest.raises(ModelFileError, match="cannot be imported here"):
         load_model(path, trust=True)
+
+
+def test_the_packaged_build_says_how_to_get_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from costmeter.compress.errors import TorchMissing
+
+    assert "pip install 'costmeter[torch]'" in str(TorchMissing())
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    text = str(TorchMissing("Model compression"))
+    assert "packaged Costmeter leaves torch out" in text and "costmeter[gui,torch]" in text

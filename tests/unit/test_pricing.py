@@ -116,3 +116,15 @@ def test_a_broken_price_file_names_the_key() -> None:
     text = 'currency = "USD"\n[[gpu]]\nname = "x"\nmatch = ["x"]\nhourly = "cheap"\nsource = "s"\n'
     with pytest.raises(ConfigError, match=r"gpu\[0\]\.hourly"):
         parse_pricing(text, path="pricing.toml")
+
+
+def test_a_mig_instance_is_not_charged_its_whole_gpus_price(pricing: Pricing) -> None:
+    gpu = pricing.gpu_price("NVIDIA A100-SXM4-40GB")
+    instance = pricing.gpu_price("NVIDIA A100-SXM4-40GB MIG 1g.5gb")
+    assert gpu.hourly > 0 and gpu.known
+    assert instance.hourly == 0.0 and instance.known and instance.row is None
+    assert "charged once, on its physical GPU" in instance.source
+    # A row of the user's that matches MIG instances prices them as the user says.
+    row = make_row(model="A100 MIG slice", match=["A100.*MIG"], hourly=0.5, source="ours")
+    mine = pricing.merged([row]).gpu_price("NVIDIA A100-SXM4-40GB MIG 1g.5gb")
+    assert mine.hourly == 0.5 and mine.row is not None and mine.row.user

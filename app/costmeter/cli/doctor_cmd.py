@@ -88,7 +88,7 @@ def _check_nvml(out: Checklist, args: argparse.Namespace, config: Config | None)
             labels = sorted(METRIC_LABELS.get(m, m) for m in d.unsupported)
             na = f"; not supported: {', '.join(labels)}" if labels else ""
             out.line("ok", f"gpu {d.index}", f"{d.name}, {format_bytes(d.memory_total)}{na}")
-            if pricing is not None and pricing.gpu_price(d.name).row is None:
+            if pricing is not None and not pricing.gpu_price(d.name).known:
                 out.line(
                     "warning",
                     f"gpu {d.index}",

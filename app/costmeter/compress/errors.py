@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import sys
+
 from costmeter.core.errors import CostmeterError
 
 TORCH_HINT = "pip install 'costmeter[torch]'"
+#: Said instead in the packaged build (PyInstaller sets ``sys.frozen``), which leaves torch out
+#: and cannot be pip-installed into.
+BUNDLE_TORCH_HINT = (
+    "this packaged Costmeter leaves torch out (it is about 700 MB); install Costmeter with pip "
+    "in a Python 3.11+ environment instead: python3 -m venv ~/.venvs/costmeter && "
+    "~/.venvs/costmeter/bin/pip install 'costmeter[gui,torch]'"
+)
 
 
 class CompressError(CostmeterError):
@@ -15,7 +24,8 @@ class TorchMissing(CompressError):
     """torch (or numpy) is not installed: the app itself works without it."""
 
     def __init__(self, what: str = "Model compression") -> None:
-        super().__init__(f"{what} needs torch: {TORCH_HINT}.")
+        hint = BUNDLE_TORCH_HINT if getattr(sys, "frozen", False) else TORCH_HINT
+        super().__init__(f"{what} needs torch: {hint}.")
 
 
 class ModelFileError(CompressError):

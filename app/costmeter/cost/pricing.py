@@ -60,6 +60,14 @@ class PriceRow:
         return best
 
 
+#: A MIG GPU instance's device name ("NVIDIA A100-SXM4-40GB MIG 1g.5gb").
+MIG_INSTANCE = re.compile(r"\bMIG\b")
+MIG_SOURCE = (
+    "a MIG instance: the hourly price is charged once, on its physical GPU (add a [[cost.gpu]] "
+    "row matching MIG to price instances instead)"
+)
+
+
 @dataclass(frozen=True, slots=True)
 class PriceMatch:
     """The price that applies to one device; ``row`` is None when the model is unknown."""
@@ -67,10 +75,12 @@ class PriceMatch:
     hourly: float
     row: PriceRow | None
     source: str
+    #: Known without a row of its own: a MIG instance, whose GPU is priced once, on the parent.
+    priced_elsewhere: bool = False
 
     @property
     def known(self) -> bool:
-        return self.row is not None
+        return self.row is not None or self.priced_elsewhere
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +112,10 @@ class Pricing:
             rank = (row.user, length)
             if best is None or rank > best:
                 best, chosen = rank, row
+        if MIG_INSTANCE.search(nvml_name) and (chosen is None or not chosen.user):
+            # The physical GPU is a device of its own and pays the hourly price; charging each
+            # instance the model's price too would count the GPU once per instance.
+            return PriceMatch(0.0, None, MIG_SOURCE, priced_elsewhere=True)
         if chosen is None:
             return PriceMatch(self.unknown_gpu_hourly, None, self.unknown_gpu_source)
         return PriceMatch(chosen.hourly, chosen, chosen.source)
