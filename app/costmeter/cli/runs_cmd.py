@@ -11,6 +11,7 @@ from costmeter.cli.common import load_config_from, resolve_db, say
 from costmeter.cli.run_cmd import energy_text, seconds_text
 from costmeter.cli.table import render
 from costmeter.cost.run_cost import format_cost
+from costmeter.service.run_reconcile import reconcile_stale_runs
 from costmeter.store.runs import RunRow, RunStore
 
 
@@ -27,7 +28,13 @@ def run(args: argparse.Namespace) -> int:
             say(f"there is no database at {db} yet, so no runs. Start one: costmeter run -- CMD")
         return 0
     with RunStore.open(db) as store:
+        lost = reconcile_stale_runs(store)
         rows = store.list_runs(args.limit)
+    if lost:
+        say(
+            f"run(s) {', '.join(map(str, lost))} had no process left after Costmeter stopped: "
+            "marked lost."
+        )
     if args.format == "json":
         print(json.dumps([as_json(r) for r in rows], indent=2))
         return 0

@@ -5,6 +5,7 @@ The GUI calls these on its StoreReader thread and ``costmeter advise`` on its ow
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from dataclasses import dataclass
 
@@ -15,6 +16,7 @@ from costmeter.config import Config
 from costmeter.core.errors import ConfigError
 from costmeter.service import advice_sql
 from costmeter.service.advice_facts import gather_facts
+from costmeter.service.run_reconcile import reconcile_stale_runs
 from costmeter.store import Store
 
 #: advice_state.state values.
@@ -57,6 +59,7 @@ def advise(
     except ConfigError as exc:
         messages.append(f"{exc} The default thresholds were used.")
         thresholds = Thresholds()
+    messages.extend(_reconcile(store, end))
     facts, notes = gather_facts(store, config, start, end)
     messages.extend(notes)
     found, failed = evaluate(facts, thresholds)
@@ -68,6 +71,19 @@ def advise(
     return AdviceResult(
         tuple(active), tuple(hidden), tuple(messages), facts.start, facts.end, facts.currency
     )
+
+
+def _reconcile(store: Store, now: float) -> list[str]:
+    """Mark abandoned local runs lost first, so no rule judges a run that ended long ago as
+    still going (a budget forecast charged up to now, for one)."""
+    try:
+        lost = reconcile_stale_runs(store.runs(), now=now)
+    except (sqlite3.Error, OSError) as exc:
+        return [f"Runs left running by a Costmeter that stopped could not be checked: {exc}."]
+    if not lost:
+        return []
+    ids = ", ".join(str(i) for i in lost)
+    return [f"Run(s) {ids} had no process left since Costmeter stopped: now marked lost."]
 
 
 def _states(store: Store, now: float) -> set[str]:

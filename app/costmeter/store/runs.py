@@ -222,6 +222,33 @@ class RunStore:
             ).fetchall()
         return [_decode(r) for r in rows]
 
+    def mark_lost(self, run_id: int, *, ended: float, message: str) -> bool:
+        """Mark a run lost, only while its row still says it is unfinished (a service that
+        still owns it and writes its real end wins). True when the row changed."""
+        marks = ",".join("?" * len(UNFINISHED))
+        with self._mutex:
+            cur = self._conn.execute(
+                f"UPDATE runs SET status = 'lost', ended = ?, message = ?"
+                f" WHERE id = ? AND status IN ({marks})",
+                (ended, message, run_id, *UNFINISHED),
+            )
+            return cur.rowcount > 0
+
+    def last_sampled(self, run: RunRow) -> float | None:
+        """When one of the run's processes was last sampled on its host; None if never."""
+        if not run.pids or run.started is None:
+            return None
+        marks = ",".join("?" * len(run.pids))
+        with self._mutex:
+            row = self._conn.execute(
+                "SELECT max(s.ts) FROM process_samples s JOIN processes p ON p.id = s.proc_id"
+                " JOIN hosts h ON h.id = p.host_id"
+                f" WHERE p.pid IN ({marks}) AND (? IS NULL OR h.hostname = ?)"
+                " AND (p.create_time = 0 OR p.create_time >= ?)",
+                (*run.pids, run.host, run.host, run.started - CREATE_SLACK_S),
+            ).fetchone()
+        return None if row is None or row[0] is None else float(row[0]) / 1000.0
+
     def past_costs(
         self, command_key: str, *, currency: str, limit: int = 20, exclude: int | None = None
     ) -> list[float]:
