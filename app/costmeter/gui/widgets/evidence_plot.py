@@ -8,9 +8,12 @@ go to the page, so scrolling the list of cards never zooms a chart.
 
 from __future__ import annotations
 
+from collections import deque
+
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
+import shiboken6
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QWheelEvent
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
@@ -46,19 +49,60 @@ def by_unit(series: tuple[EvidenceSeries, ...]) -> list[tuple[str, list[Evidence
 
 
 class EvidencePlot(QWidget):
+    """The evidence chart of a card, built lazily: a page of cards shows its text at once and
+    builds one chart per pass of the event loop (a pyqtgraph plot costs tens of milliseconds of
+    the GUI thread), so the window keeps answering while a page of advice appears. Reading
+    ``plots``, ``curves`` or ``thresholds`` builds it at once."""
+
     def __init__(self, series: tuple[EvidenceSeries, ...], parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("evidence-plot")
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(2)
-        #: One plot per unit drawn; the curves and threshold lines by series label (for tests).
-        self.plots: list[pg.PlotWidget] = []
-        self.curves: dict[str, pg.PlotDataItem] = {}
-        self.thresholds: dict[str, pg.InfiniteLine] = {}
+        self._series = series
+        self._built = False
+        self._plots: list[pg.PlotWidget] = []
+        self._curves: dict[str, pg.PlotDataItem] = {}
+        self._thresholds: dict[str, pg.InfiniteLine] = {}
         #: Each plot with the labels of the series drawn in it.
         self._groups: list[tuple[pg.PlotWidget, list[str]]] = []
-        drawable = [s for s in series if len(s.ts) and len(s.ts) == len(s.values)]
+        units = len(by_unit(_drawable(series)))
+        # Hold the room the plots will take, so the card does not jump when they arrive.
+        self.setMinimumHeight(units * PLOT_HEIGHT + max(0, units - 1) * 2 if units else 60)
+        _BUILDS.append(self)
+        _schedule()
+
+    #: One plot per unit drawn; the curves and threshold lines by series label (for tests).
+    @property
+    def plots(self) -> list[pg.PlotWidget]:
+        self.ensure_built()
+        return self._plots
+
+    @property
+    def curves(self) -> dict[str, pg.PlotDataItem]:
+        self.ensure_built()
+        return self._curves
+
+    @property
+    def thresholds(self) -> dict[str, pg.InfiniteLine]:
+        self.ensure_built()
+        return self._thresholds
+
+    @property
+    def built(self) -> bool:
+        return self._built
+
+    def ensure_built(self) -> None:
+        if self._built:
+            return
+        self._built = True
+        self._build(self._series)
+
+    def _build(self, series: tuple[EvidenceSeries, ...]) -> None:
+        layout = self.layout()
+        assert layout is not None
+        drawable = _drawable(series)
         if not drawable:
             empty = QLabel("No series to draw for this recommendation.")
             empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -77,25 +121,28 @@ class EvidencePlot(QWidget):
             y_range = _y_range(group)
             if y_range is not None:
                 plot.setYRange(*y_range, padding=0)
-            if self.plots:
-                plot.setXLink(self.plots[0])
-            self.plots.append(plot)
+            if self._plots:
+                plot.setXLink(self._plots[0])
+            self._plots.append(plot)
             self._groups.append((plot, [s.label for s in group]))
             layout.addWidget(plot)
         # Only the lowest plot shows the time axis.
-        for plot in self.plots[:-1]:
+        for plot in self._plots[:-1]:
             plot.getPlotItem().hideAxis("bottom")
 
     def update_series(self, series: tuple[EvidenceSeries, ...]) -> None:
         """New values for the series already drawn (same labels and units): no new plots."""
+        if not self._built:
+            self._series = series
+            return
         by_label = {s.label: s for s in series}
         for plot, labels in self._groups:
             group = [by_label[label] for label in labels if label in by_label]
             for s in group:
-                self.curves[s.label].setData(
+                self._curves[s.label].setData(
                     np.asarray(s.ts, dtype=float), np.asarray(s.values, dtype=float)
                 )
-                line = self.thresholds.get(s.label)
+                line = self._thresholds.get(s.label)
                 if line is not None and s.threshold is not None:
                     line.setValue(s.threshold)
                     line.label.setFormat(_threshold_text(s))
@@ -126,7 +173,7 @@ class EvidencePlot(QWidget):
         values = np.asarray(s.values, dtype=float)
         curve = plot.plot(ts, values, pen=pg.mkPen(colour, width=1.5), name=s.label)
         curve.setToolTip(f"{s.label} ({s.unit})")
-        self.curves[s.label] = curve
+        self._curves[s.label] = curve
         if s.threshold is not None:
             line = pg.InfiniteLine(
                 pos=s.threshold,
@@ -141,7 +188,7 @@ class EvidencePlot(QWidget):
                 },
             )
             plot.addItem(line)
-            self.thresholds[s.label] = line
+            self._thresholds[s.label] = line
 
 
 def _y_range(group: list[EvidenceSeries]) -> tuple[float, float] | None:
@@ -158,3 +205,28 @@ def _y_range(group: list[EvidenceSeries]) -> tuple[float, float] | None:
 
 def _threshold_text(s: EvidenceSeries) -> str:
     return f"threshold {format_number(s.threshold or 0.0)} {s.unit}"
+
+
+def _drawable(series: tuple[EvidenceSeries, ...]) -> tuple[EvidenceSeries, ...]:
+    return tuple(s for s in series if len(s.ts) and len(s.ts) == len(s.values))
+
+
+#: Charts waiting to be built, oldest first; one is built per pass of the event loop.
+_BUILDS: deque[EvidencePlot] = deque()
+_scheduled = [False]
+
+
+def _schedule() -> None:
+    if not _scheduled[0] and _BUILDS:
+        _scheduled[0] = True
+        QTimer.singleShot(0, _build_next)
+
+
+def _build_next() -> None:
+    _scheduled[0] = False
+    while _BUILDS:
+        plot = _BUILDS.popleft()
+        if shiboken6.isValid(plot) and not plot.built:
+            plot.ensure_built()
+            break
+    _schedule()
