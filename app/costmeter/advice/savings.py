@@ -4,6 +4,7 @@ at the GPU's hourly price, plus the energy at the tariff when the price does not
 
 from __future__ import annotations
 
+from costmeter.advice.facts import AdviceFacts, DeviceFacts
 from costmeter.advice.model import HOURS_PER_MONTH, Savings
 
 
@@ -63,3 +64,25 @@ def price_difference(
         f"{cheaper_model}) = {money:.2f} {currency}/month (energy not counted)"
     )
     return Savings(money, currency, 0.0, formula)
+
+
+def device_savings(
+    dev: DeviceFacts,
+    facts: AdviceFacts,
+    window_s: float,
+    *,
+    gpu_hours: float,
+    kwh: float,
+    why: str,
+) -> Savings:
+    """``gpu_hours_saved`` at ``dev``'s price and the facts' tariff and currency."""
+    return gpu_hours_saved(
+        gpu_hours=gpu_hours,
+        hourly=dev.hourly_price,
+        kwh=kwh,
+        window_s=window_s,
+        tariff=facts.tariff_per_kwh,
+        energy_in_price=dev.energy_in_price,
+        currency=facts.currency,
+        why=why,
+    )

@@ -7,7 +7,7 @@ import math
 from costmeter.advice.facts import AdviceFacts
 from costmeter.advice.model import Action, Evidence, EvidenceSeries, Recommendation, Savings
 from costmeter.advice.rules.common import Subject, held_gib, in_use, subjects
-from costmeter.advice.savings import gpu_hours_saved, month_factor
+from costmeter.advice.savings import device_savings, month_factor
 from costmeter.advice.stats import (
     confidence,
     enough,
@@ -58,14 +58,12 @@ def idle_gpu(facts: AdviceFacts, t: Thresholds) -> list[Recommendation]:
         watts = 0.0 if math.isnan(watts) else watts
         kwh = watts * idle_s / 3.6e6
         idle_share = idle_s / max(1.0, dev.seconds)
-        savings = gpu_hours_saved(
+        savings = device_savings(
+            dev,
+            facts,
+            s.window_s,
             gpu_hours=idle_s / 3600.0,
-            hourly=dev.hourly_price,
             kwh=kwh,
-            window_s=s.window_s,
-            tariff=facts.tariff_per_kwh,
-            energy_in_price=dev.energy_in_price,
-            currency=facts.currency,
             why=f"1 GPU x {idle_s / 3600:.2f} h idle while holding memory",
         )
         held = held_gib(dev)
@@ -133,14 +131,12 @@ def underused_gpu(facts: AdviceFacts, t: Thresholds) -> list[Recommendation]:
             continue
         k = max(2, min(4, math.floor(100.0 / max(p95, 1.0))))
         hours = dev.seconds / 3600.0
-        savings = gpu_hours_saved(
+        savings = device_savings(
+            dev,
+            facts,
+            s.window_s,
             gpu_hours=hours * (1 - 1 / k),
-            hourly=dev.hourly_price,
             kwh=0.0,
-            window_s=s.window_s,
-            tariff=facts.tariff_per_kwh,
-            energy_in_price=dev.energy_in_price,
-            currency=facts.currency,
             why=f"{hours:.2f} GPU-h x (1 - 1/{k}) by packing {k} such jobs on one GPU",
         )
         avg = mean(util)
@@ -199,14 +195,12 @@ def input_bound(facts: AdviceFacts, t: Thresholds) -> list[Recommendation]:
             continue
         hours = dev.seconds / 3600.0
         saved = hours * max(0.0, 1.0 - avg / t.input_fed_util_pct)
-        savings = gpu_hours_saved(
+        savings = device_savings(
+            dev,
+            facts,
+            s.window_s,
             gpu_hours=saved,
-            hourly=dev.hourly_price,
             kwh=0.0,
-            window_s=s.window_s,
-            tariff=facts.tariff_per_kwh,
-            energy_in_price=dev.energy_in_price,
-            currency=facts.currency,
             why=(
                 f"{hours:.2f} GPU-h x (1 - {avg:.0f} % / {t.input_fed_util_pct:g} % fed "
                 "utilisation)"

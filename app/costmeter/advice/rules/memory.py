@@ -7,7 +7,7 @@ from collections.abc import Callable
 from costmeter.advice.facts import AdviceFacts, DeviceFacts, GpuOption
 from costmeter.advice.model import Action, Evidence, Recommendation, Savings
 from costmeter.advice.rules.common import in_use, peak_mem_pct, subjects
-from costmeter.advice.savings import gpu_hours_saved, price_difference
+from costmeter.advice.savings import device_savings, price_difference
 from costmeter.advice.stats import (
     confidence,
     enough,
@@ -141,14 +141,12 @@ def memory_pressure(facts: AdviceFacts, t: Thresholds) -> list[Recommendation]:
             assert run is not None
             seen_runs.add(run.id)
             n = max(1, len(run.devices))
-            savings = gpu_hours_saved(
+            savings = device_savings(
+                dev,
+                facts,
+                s.window_s,
                 gpu_hours=hours * n,
-                hourly=dev.hourly_price,
                 kwh=dev.energy_kwh * n,
-                window_s=s.window_s,
-                tariff=facts.tariff_per_kwh,
-                energy_in_price=dev.energy_in_price,
-                currency=facts.currency,
                 why=f"{n} GPU x {hours:.2f} h lost when the run died out of memory",
             )
         else:

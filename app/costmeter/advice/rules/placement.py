@@ -8,7 +8,7 @@ from collections import defaultdict
 from costmeter.advice.facts import AdviceFacts, DeviceFacts, RunFacts
 from costmeter.advice.model import Action, Evidence, Recommendation, Target
 from costmeter.advice.rules.common import in_use, peak_mem_pct
-from costmeter.advice.savings import gpu_hours_saved
+from costmeter.advice.savings import device_savings
 from costmeter.advice.stats import confidence, enough, evidence_series, fmt_pct, mean
 from costmeter.advice.thresholds import Thresholds
 
@@ -32,14 +32,12 @@ def overallocated(facts: AdviceFacts, t: Thresholds) -> list[Recommendation]:
             continue  # all unused is idle/broken, not over-allocation
         hours = sum(d.seconds for d in unused) / 3600.0
         first = unused[0]
-        savings = gpu_hours_saved(
+        savings = device_savings(
+            first,
+            facts,
+            window,
             gpu_hours=hours,
-            hourly=first.hourly_price,
             kwh=sum(d.energy_kwh for d in unused),
-            window_s=window,
-            tariff=facts.tariff_per_kwh,
-            energy_in_price=first.energy_in_price,
-            currency=facts.currency,
             why=f"{len(unused)} unused GPU(s) x {hours / len(unused):.2f} h",
         )
         keep = len(run.gpus) - len(unused)
@@ -109,14 +107,12 @@ def pack_sweep(facts: AdviceFacts, t: Thresholds) -> list[Recommendation]:
         k = max(2, min(8, len(runs), fit))
         hours = sum(d.seconds for d in devs) / 3600.0
         first = devs[0]
-        savings = gpu_hours_saved(
+        savings = device_savings(
+            first,
+            facts,
+            window,
             gpu_hours=hours * (1 - 1 / k),
-            hourly=first.hourly_price,
             kwh=0.0,
-            window_s=window,
-            tariff=facts.tariff_per_kwh,
-            energy_in_price=first.energy_in_price,
-            currency=facts.currency,
             why=f"{hours:.2f} GPU-h of the sweep x (1 - 1/{k}) by running {k} per GPU",
         )
         out.append(
