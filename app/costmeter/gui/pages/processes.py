@@ -36,6 +36,7 @@ from costmeter.gui.models.process_model import (
     ProcessTableModel,
     rows_from_tick,
 )
+from costmeter.gui.models.selection import select_first, selected_source_row
 from costmeter.gui.pages.base import Page
 from costmeter.service.processes import refusal, terminate
 from costmeter.store import Store
@@ -188,21 +189,12 @@ class ProcessesPage(Page):
 
     # -- selection and terminating -----------------------------------------------------------
     def selected_row(self) -> ProcessRow | None:
-        rows = self.table.selectionModel().selectedRows()
-        if not rows:
-            return None
-        source = self.proxy.mapToSource(rows[0])
-        return self.model.row(source.row()) if source.isValid() else None
+        row = selected_source_row(self.table, self.proxy)
+        return None if row is None else self.model.row(row)
 
     def select_pid(self, pid: int) -> bool:
         """Select the row of ``pid`` (used by tests and by links from other pages)."""
-        for r in range(self.proxy.rowCount()):
-            index = self.proxy.index(r, 0)
-            if self.model.row(self.proxy.mapToSource(index).row()).pid == pid:
-                self.table.selectRow(r)
-                self.table.scrollTo(index)
-                return True
-        return False
+        return select_first(self.table, self.proxy, lambda r: self.model.row(r).pid == pid)
 
     def _selection_changed(self) -> None:
         remote = self.shows_remote()

@@ -37,6 +37,7 @@ from costmeter.gui.models.run_model import (
     RunView,
     merge,
 )
+from costmeter.gui.models.selection import select_first, selected_source_row
 from costmeter.gui.pages.base import Page
 from costmeter.gui.run_manager import GRACE_S, Launched, RunManager
 from costmeter.gui.run_services import load_runs
@@ -298,20 +299,11 @@ class RunsPage(Page):
 
     # -- selection -----------------------------------------------------------------------------
     def selected(self) -> RunView | None:
-        rows = self.table.selectionModel().selectedRows()
-        if not rows:
-            return None
-        source = self.proxy.mapToSource(rows[0])
-        return self.model.row(source.row()) if source.isValid() else None
+        row = selected_source_row(self.table, self.proxy)
+        return None if row is None else self.model.row(row)
 
     def select_run(self, run_id: int) -> bool:
-        for r in range(self.proxy.rowCount()):
-            index = self.proxy.index(r, 0)
-            if self.model.row(self.proxy.mapToSource(index).row()).id == run_id:
-                self.table.selectRow(r)
-                self.table.scrollTo(index)
-                return True
-        return False
+        return select_first(self.table, self.proxy, lambda r: self.model.row(r).id == run_id)
 
     def _selection_changed(self) -> None:
         view = self.selected()
