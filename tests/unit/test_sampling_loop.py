@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 import threading
 import time
 
@@ -66,6 +67,30 @@ def test_background_loop_stops_promptly() -> None:
     assert time.monotonic() - t0 < 2.0
 
 
-def test_interval_must_be_positive() -> None:
-    with pytest.raises(ValueError, match="more than 0"):
-        SamplingLoop(lambda: None, interval_s=0)
+@pytest.mark.parametrize("interval", [0, -1, math.nan, math.inf, 1e-300, 1e308, 0.01])
+def test_an_interval_out_of_bounds_is_refused_with_its_value(interval: float) -> None:
+    # NaN passed the old `<= 0` check and made the schedule spin; 1e-300 vanishes next to t0.
+    with pytest.raises(ValueError, match=r"interval .* is not a number of seconds") as err:
+        SamplingLoop(lambda: None, interval_s=interval)
+    assert "from 0.05 to 3600" in str(err.value)
+
+
+def test_a_nan_end_is_refused_rather_than_ignored() -> None:
+    loop = SamplingLoop(lambda: None, interval_s=1.0, clock=SimulatedClock(0.0))
+    with pytest.raises(ValueError, match="nan"):
+        loop.run_until(math.nan)
+
+
+def test_the_shortest_interval_on_the_real_clock_ends_on_time_without_spinning() -> None:
+    ticks = {"n": 0}
+
+    def tick() -> None:
+        ticks["n"] += 1
+
+    loop = SamplingLoop(tick, interval_s=0.05, clock=SystemClock())
+    wall, cpu = time.monotonic(), time.process_time()
+    loop.run_until(time.time() + 1.0)
+    wall, cpu = time.monotonic() - wall, time.process_time() - cpu
+    assert 0.95 <= wall < 1.5
+    assert 15 <= ticks["n"] <= 21
+    assert cpu < 0.3, f"{cpu:.2f} s of CPU in {wall:.2f} s: the loop spins"

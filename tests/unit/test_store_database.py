@@ -1,4 +1,5 @@
-"""Opening: WAL, schema versions and migrations, damaged files moved aside, settings."""
+"""Opening: WAL, schema versions and migrations, damaged files moved aside by the recorder only,
+settings."""
 
 from __future__ import annotations
 
@@ -11,6 +12,13 @@ import sqlite_utils
 from costmeter.core.errors import StoreError
 from costmeter.store import MIGRATIONS, SCHEMA_VERSION, Store, default_db_path, migrate
 from costmeter.store.database import connect, open_database
+from costmeter.store.errors import StoreCorruptError
+
+
+def open_for_recording(db: Path) -> Store:
+    """What the recorder does: the only opener allowed to move a damaged file aside."""
+    conn, notice = open_database(db, replace_corrupt=True, writing=True)
+    return Store(conn, db, notice)
 
 
 def test_new_database_is_wal_and_current(tmp_path: Path) -> None:
@@ -57,7 +65,12 @@ def test_garbage_file_is_moved_aside_with_notice(tmp_path: Path) -> None:
     garbage = b"this is not a database at all " * 200
     db.write_bytes(garbage)
     Path(f"{db}-wal").write_bytes(b"junk")
-    with Store.open(db) as store:
+    with pytest.raises(
+        StoreCorruptError, match=r"is damaged .file is not a database.*left as it is"
+    ):
+        Store.open(db)  # a reader refuses and moves nothing
+    assert db.read_bytes() == garbage and not list(tmp_path.glob("c.db.corrupt-*"))
+    with open_for_recording(db) as store:
         assert store.notice is not None
         moved = sorted(tmp_path.glob("c.db.corrupt-*"))
         assert [m.name for m in moved if not m.name.endswith("-wal")] == [moved[0].name]
@@ -81,7 +94,10 @@ def test_damaged_pages_fail_quick_check_and_are_moved_aside(tmp_path: Path) -> N
     for p in range(3, 8):  # scribble over some b-tree pages, keep the header
         data[p * page : p * page + 200] = b"\xff" * 200
     db.write_bytes(bytes(data))
-    with Store.open(db) as store:
+    with pytest.raises(StoreCorruptError):
+        Store.open(db)
+    assert db.read_bytes() == bytes(data)
+    with open_for_recording(db) as store:
         assert store.notice is not None and ".corrupt-" in store.notice
         assert store.integrity_check() == "ok"
 

@@ -5,6 +5,11 @@ configuration (enabled ones) and the command line's ``--remote URL`` (agents) an
 URL`` (Prometheus exporters). ``--token-file`` pairs with ``--remote`` by order: given once, it
 is the token of every ``--remote``; given as often as ``--remote``, the k-th file is the token
 of the k-th URL; any other count is an error.
+
+Exit status: 0 when every sample was saved; 1 when some could not be written (the last line
+says how many and why); 2 for bad options or a database that cannot be recorded into (a folder,
+a missing folder, read-only, a full disk, damaged beyond use); 3 when another recorder already
+writes the database.
 """
 
 from __future__ import annotations
@@ -18,11 +23,12 @@ from types import FrameType
 
 from costmeter.cli.common import load_config_from, resolve_db, say
 from costmeter.config import Config, RemoteHostConfig
-from costmeter.core import ConfigError, StoreError
+from costmeter.core import ConfigError, StoreError, StoreLockedError
 from costmeter.core.units import format_duration, parse_duration
 from costmeter.service.monitor import Monitor, MonitorOptions
 from costmeter.service.remote.http import RemoteError, check_url
 from costmeter.service.remote.pollers import split_urls
+from costmeter.store.errors import path_problem
 
 
 def pair_tokens(remotes: Sequence[str], token_files: Sequence[str]) -> list[Path | None]:
@@ -80,6 +86,12 @@ def run(args: argparse.Namespace) -> int:
         say("--no-local needs at least one remote host: --remote URL, --scrape URL or [hosts].")
         return 2
     db = resolve_db(args, config)
+    # A --db in a folder that does not exist is a typo until shown otherwise: it is not made
+    # (the default data folder, or the configured one, is).
+    found = path_problem(db, create=True, make_parent=not getattr(args, "db", None))
+    if found is not None:
+        say(str(found))
+        return 2
     monitor = Monitor(
         MonitorOptions(
             db_path=db,
@@ -94,10 +106,14 @@ def run(args: argparse.Namespace) -> int:
     )
     try:
         monitor.open()
-    except (StoreError, ValueError) as exc:
+    except StoreLockedError as exc:
         say(str(exc))
         monitor.close()
         return 3
+    except (StoreError, ValueError) as exc:
+        say(str(exc))
+        monitor.close()
+        return 2
     writer = monitor.writer
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
@@ -118,13 +134,16 @@ def run(args: argparse.Namespace) -> int:
             signal.signal(sig, handler)
     for s in statuses:
         say(f"{s.name}: {s.state}" + (f" ({s.error})" if s.error else ""))
-    saved = writer.stats.ticks_written if writer is not None else monitor.ticks
+    stats = writer.stats if writer is not None else None
+    saved = stats.ticks_written if stats is not None else monitor.ticks
+    lost = stats.lost if stats is not None else 0
     say(
         f"stopped after {format_duration(time.monotonic() - started)}: {saved} "
-        f"sample{'s' if saved != 1 else ''} saved. "
-        f"See them with: costmeter report --db {db}"
+        f"sample{'s' if saved != 1 else ''} saved"
+        + (f", {lost} lost" if lost else "")
+        + f". See them with: costmeter report --db {db}"
     )
-    return 0
+    return 1 if lost else 0  # the writer has said how many and why (its on_error line)
 
 
 def _what(monitor: Monitor, local: bool, remotes: int) -> str:

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable
 
 from costmeter.core import Clock, SystemClock
+from costmeter.core.bounds import INTERVAL_S
 
 
 class SamplingLoop:
@@ -23,10 +24,10 @@ class SamplingLoop:
         clock: Clock | None = None,
         on_error: Callable[[str], None] | None = None,
     ) -> None:
-        if interval_s <= 0:
-            raise ValueError("The sampling interval must be more than 0 seconds.")
         self._tick = tick
-        self.interval_s = interval_s
+        #: Bounded (0.05 to 3600 s, finite): NaN or a tiny interval would make the schedule
+        #: below spin without sleeping; refused here whatever the caller checked.
+        self.interval_s = INTERVAL_S.check(interval_s, "The sampling interval")
         self._clock = clock or SystemClock()
         self._on_error = on_error
         self._stop = threading.Event()
@@ -38,6 +39,8 @@ class SamplingLoop:
 
     def run_until(self, end_ts: float | None = None) -> int:
         """Run on this thread until ``end_ts`` (clock time) or ``stop()``; return ticks run."""
+        if end_ts is not None and math.isnan(end_ts):
+            raise ValueError("The sampling loop cannot end at t = nan; give a time or None.")
         t0 = self._clock.now()
         k = 0
         while not self._stop.is_set():

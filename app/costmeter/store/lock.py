@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from costmeter.core.errors import StoreLockedError
+from costmeter.store.errors import classify
 
 
 def lock_path(db_path: str | os.PathLike[str]) -> Path:
@@ -34,11 +35,19 @@ class RecorderLock:
         return self._fd is not None
 
     def acquire(self) -> None:
-        """Take the lock or raise ``StoreLockedError`` naming the process that has it."""
+        """Take the lock or raise ``StoreLockedError`` naming the process that has it.
+
+        Any other failure (read-only folder, full disk) is a ``StoreError`` that names its cause;
+        no file descriptor is left open and no lock is left held on any path out.
+        """
         if self._fd is not None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Private: the file names the recorder's command line.
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as err:
+            raise _classify(err, self.db_path) from err
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -51,8 +60,14 @@ class RecorderLock:
         except BaseException:
             os.close(fd)
             raise
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n{self.command}\n".encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n{self.command}\n".encode(), 0)
+        except BaseException as err:
+            os.close(fd)  # closing also drops the flock
+            if isinstance(err, OSError):
+                raise _classify(err, self.db_path) from err
+            raise
         self._fd = fd
 
     def release(self) -> None:
@@ -60,10 +75,12 @@ class RecorderLock:
         if self._fd is None:
             return
         fd, self._fd = self._fd, None
-        with contextlib.suppress(OSError):
-            os.ftruncate(fd, 0)
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
+        try:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
 
     def __enter__(self) -> RecorderLock:
         self.acquire()
@@ -71,6 +88,10 @@ class RecorderLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def _classify(err: OSError, db_path: Path) -> Exception:
+    return classify(err, db_path, doing="locked for recording")
 
 
 def _read_holder(fd: int) -> str:
@@ -93,7 +114,7 @@ def lock_holder(db_path: str | os.PathLike[str]) -> str | None:
     path = lock_path(db_path)
     if not path.exists():
         return None
-    fd = os.open(path, os.O_RDONLY)
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)

@@ -131,6 +131,26 @@ def update_rollups(
     conn.executemany(_SQL[(kind, "1h", False)], hours)
 
 
+def update_buckets(conn: sqlite3.Connection, kind: str, minutes: dict[int, set[int]]) -> None:
+    """Recompute the given minute buckets (start, ms) of each id, then the hours holding them.
+
+    No retention cut-off applies: the caller vouches that the raw rows of these minutes are
+    complete (``store.imports`` only adds rows to minutes no rollup summarised yet).
+    """
+    minute_params = [
+        {"id": obj_id, "start": m, "end": m + MINUTE_MS, "cpus": 0}
+        for obj_id, starts in minutes.items()
+        for m in sorted(starts)
+    ]
+    hours = sorted(
+        {(obj_id, m - m % HOUR_MS) for obj_id, starts in minutes.items() for m in starts}
+    )
+    conn.executemany(_SQL[(kind, "1m", False)], minute_params)
+    conn.executemany(
+        _SQL[(kind, "1h", False)], [{"id": i, "start": h, "end": h + HOUR_MS} for i, h in hours]
+    )
+
+
 #: ``device_samples`` columns in table order (the rows that ``rows.device_row`` builds).
 DEVICE_COLUMNS: tuple[str, ...] = (
     "device_id",

@@ -256,10 +256,34 @@ ALTER TABLE runs ADD COLUMN parent_id INTEGER
             db.execute(sql)
 
 
+def _migration_4(db: sqlite_utils.Database) -> None:
+    """Remote hosts' status keyed by the source's URL, not by the host name it reports: two
+    exporters (or agents) that report one name keep a row each (issue 11)."""
+    statements = (
+        """CREATE TABLE remote_hosts_by_url (
+            url TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            state TEXT NOT NULL,
+            last_contact REAL,
+            newest_sample REAL,
+            last_error TEXT,
+            updated REAL NOT NULL
+        )""",
+        "INSERT OR REPLACE INTO remote_hosts_by_url (url, name, kind, state, last_contact,"
+        " newest_sample, last_error, updated) SELECT url, name, kind, state, last_contact,"
+        " newest_sample, last_error, updated FROM remote_hosts ORDER BY updated",
+        "DROP TABLE remote_hosts",
+        "ALTER TABLE remote_hosts_by_url RENAME TO remote_hosts",
+    )
+    for sql in statements:
+        db.execute(sql)
+
+
 Migration = Callable[["sqlite_utils.Database"], None]
 
 #: Migration ``i`` (0-based) takes the schema from version ``i`` to ``i + 1``.
-MIGRATIONS: list[Migration] = [_migration_1, _migration_2, _migration_3]
+MIGRATIONS: list[Migration] = [_migration_1, _migration_2, _migration_3, _migration_4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

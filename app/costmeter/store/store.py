@@ -1,4 +1,9 @@
-"""``Store``: reading history and small admin tasks. Readers never block the writer (WAL)."""
+"""``Store``: reading history and small admin tasks. Readers never block the writer (WAL).
+
+A reader never moves or replaces a file: a damaged, locked or unreadable database is a
+``StoreError`` (see ``store.errors``) whose message names the cause; SQLite errors raised while
+reading are translated the same way.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +11,17 @@ import json
 import os
 import sqlite3
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from costmeter.core.model import DeviceUsage, HostUsage
 from costmeter.store import queries, usage
 from costmeter.store.database import DEFAULT_BUSY_TIMEOUT, open_database
-from costmeter.store.lock import is_locked, lock_holder
+from costmeter.store.errors import classify, is_busy
+from costmeter.store.holders import describe_holders
+from costmeter.store.lock import lock_holder
 from costmeter.store.retention import Cutoffs, RetentionPolicy, apply_retention, read_cutoffs
 from costmeter.store.rollup import HOUR_MS, MINUTE_MS, rebuild_rollups
 from costmeter.store.runs import RunStore
@@ -61,7 +70,8 @@ class Store:
 
     def __init__(self, conn: sqlite3.Connection, path: Path, notice: str | None = None) -> None:
         self.path = path
-        #: A message for the user from opening (a damaged file was moved aside), or None.
+        #: A message for the user from opening, or None (kept for callers; a reader opening
+        #: never moves a file aside, so it is None unless a caller passes one).
         self.notice = notice
         self._conn = conn
         import sqlite_utils  # imported on use, off the desktop app's start-up path
@@ -78,15 +88,27 @@ class Store:
         create: bool = True,
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
     ) -> Store:
-        """Open (create, migrate); a damaged file is moved aside and ``notice`` says where."""
-        conn, notice = open_database(
-            path, create=create, busy_timeout=busy_timeout, replace_corrupt=not is_locked(path)
-        )
+        """Open for reading (create and migrate a missing file); never moves a file aside.
+
+        Raises a ``StoreError`` subclass naming the cause: damaged, locked (and by whom),
+        read-only, disk full, I/O error, or a path that cannot be a database.
+        """
+        conn, notice = open_database(path, create=create, busy_timeout=busy_timeout)
         return cls(conn, Path(path), notice)
 
     def close(self) -> None:
         with self._mutex:
             self._conn.close()
+
+    @contextmanager
+    def _using(self, doing: str = "read") -> Iterator[None]:
+        """Hold the connection's lock; an SQLite error leaves as a ``StoreError`` with its cause."""
+        with self._mutex:
+            try:
+                yield
+            except sqlite3.Error as err:
+                holder = describe_holders(self.path) if is_busy(err) else ""
+                raise classify(err, self.path, doing=doing, holder=holder) from err
 
     def __enter__(self) -> Store:
         return self
@@ -105,7 +127,7 @@ class Store:
 
     @property
     def schema_version(self) -> int:
-        with self._mutex:
+        with self._using():
             return schema_version(self._conn)
 
     def _cutoffs(self) -> Cutoffs:
@@ -114,7 +136,7 @@ class Store:
     # -- records ---------------------------------------------------------------------------
 
     def hosts(self) -> list[HostRecord]:
-        with self._mutex:
+        with self._using():
             rows = self._db.query(
                 "SELECT id, hostname, cpu_count, cpu_model, memory_total, physical_cores,"
                 " first_seen, last_seen FROM hosts ORDER BY hostname"
@@ -132,7 +154,7 @@ class Store:
         if host is not None:
             sql += " WHERE h.hostname = ?"
             params.append(host)
-        with self._mutex:
+        with self._using():
             rows = list(self._db.query(sql + " ORDER BY h.hostname, d.idx", params))
         out = []
         for r in rows:
@@ -153,7 +175,7 @@ class Store:
         else 1-minute rollups if they fit, else 1-hour rollups, merged further if needed.
         Metrics: gpu_util, mem_util, mem_used, power_w, temp_c, sm_clock_mhz, mem_clock_mhz.
         """
-        with self._mutex:
+        with self._using():
             return queries.query_series(
                 self._conn, "device", device_id, metric, start, end, max_points, self._cutoffs()
             )
@@ -163,24 +185,24 @@ class Store:
     ) -> queries.Series:
         """Like ``query_series`` for a host: cpu_percent, mem_used, load1, swap_used,
         disk_read_bps, disk_write_bps, net_rx_bps, net_tx_bps."""
-        with self._mutex:
+        with self._using():
             return queries.query_series(
                 self._conn, "host", host_id, metric, start, end, max_points, self._cutoffs()
             )
 
     def device_usage(self, start: float, end: float) -> list[DeviceUsage]:
-        with self._mutex:
+        with self._using():
             return usage.device_usage(self._conn, start, end, self._cutoffs())
 
     def host_usage(self, start: float, end: float) -> list[HostUsage]:
-        with self._mutex:
+        with self._using():
             return usage.host_usage(self._conn, start, end, self._cutoffs())
 
     def time_range(self) -> tuple[float, float] | None:
         """First and last sample time over every resolution, or None for an empty store."""
         firsts: list[int] = []
         lasts: list[int] = []
-        with self._mutex:
+        with self._using():
             for kind, table in (("device", "devices"), ("host", "hosts")):
                 ids = [r[0] for r in self._conn.execute(f"SELECT id FROM {table}")]
                 for obj_id in ids:
@@ -217,27 +239,27 @@ class Store:
 
     def integrity_check(self) -> str:
         """``ok`` or SQLite's list of problems."""
-        with self._mutex:
+        with self._using():
             rows = self._conn.execute("PRAGMA integrity_check").fetchall()
         return "\n".join(str(r[0]) for r in rows)
 
     def get_setting(self, key: str, default: str | None = None) -> str | None:
-        with self._mutex:
+        with self._using():
             row = self._conn.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
         return default if row is None else str(row[0])
 
     def set_setting(self, key: str, value: str) -> None:
-        with self._mutex:
+        with self._using("written"):
             self._db.table("settings").upsert({"key": key, "value": value}, pk="key")
 
     def apply_retention(self, policy: RetentionPolicy, now: float) -> Cutoffs:
         """Prune what ``policy`` no longer keeps (the recorder also does this on its own)."""
-        with self._mutex:
+        with self._using("written"):
             return apply_retention(self._conn, policy, now)
 
     def rebuild_rollups(self) -> None:
         """Recompute all rollups from the raw rows (after a bulk load that bypassed the writer)."""
-        with self._mutex:
+        with self._using("written"):
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 rebuild_rollups(self._conn)

@@ -3,7 +3,9 @@
 ``submit`` only appends to a queue. The thread commits everything queued in one transaction at
 most every ``flush_interval`` seconds (sooner when the batch is large), updates the rollups for
 the buckets it touched in the same transaction, and applies retention now and then. A failed
-write keeps its ticks in memory and is retried; each distinct problem is reported once.
+write keeps its ticks in memory and is retried (less often while it keeps failing); each
+distinct problem is reported once. The queue is bounded: past ``max_pending`` the oldest ticks
+are dropped and counted, and ``stop`` says how many samples were lost and why.
 """
 
 from __future__ import annotations
@@ -22,6 +24,16 @@ from costmeter.core.clock import Clock
 from costmeter.core.errors import StoreError
 from costmeter.core.model import DeviceInfo, HostInfo, Tick
 from costmeter.store.database import DEFAULT_BUSY_TIMEOUT, open_database
+from costmeter.store.errors import (
+    StoreBusyError,
+    StoreFullError,
+    StoreIOError,
+    StoreReadOnlyError,
+    classify,
+    is_busy,
+    path_problem,
+)
+from costmeter.store.holders import describe_holders
 from costmeter.store.lock import RecorderLock
 from costmeter.store.retention import Cutoffs, RetentionPolicy, apply_retention, read_cutoffs
 from costmeter.store.rollup import update_rollups, write_fresh_device_minutes
@@ -32,6 +44,14 @@ log = logging.getLogger(__name__)
 #: How often (seconds of the writer's clock) retention runs.
 RETENTION_INTERVAL = 600.0
 
+#: Ticks kept in memory while the database cannot be written, before the oldest are dropped.
+#: One tick is one host's sample (all its GPUs and processes); 3,600 is an hour of this
+#: machine at 1 s, or several minutes of it and a dozen remote hosts.
+DEFAULT_MAX_PENDING = 3_600
+
+#: Retries after failed writes back off up to this many seconds (``stop`` wakes the thread).
+MAX_RETRY_DELAY = 30.0
+
 
 @dataclass(frozen=True, slots=True)
 class WriterStats:
@@ -41,6 +61,10 @@ class WriterStats:
     failed_flushes: int
     last_flush_s: float
     pending: int
+    #: Ticks dropped from the full queue (oldest first) while writes were failing.
+    dropped: int = 0
+    #: Ticks that never reached the database: dropped ones, plus those pending at ``stop``.
+    lost: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +87,7 @@ class Writer:
         flush_interval: float = 1.0,
         retention: RetentionPolicy | None = None,
         on_error: Callable[[str], None] | None = None,
-        max_pending: int = 10_000,
+        max_pending: int = DEFAULT_MAX_PENDING,
         batch_ticks: int = 2_000,
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
         command: str | None = None,
@@ -93,17 +117,35 @@ class Writer:
         self._rows_written = 0
         self._flushes = 0
         self._failed = 0
+        self._failing = 0  # failed writes in a row
         self._last_flush_s = 0.0
+        self._dropped = 0
+        self._dropped_since_ok = 0
+        self._lost = 0
+        #: The cause of the last failed write (kept after writes succeed again), or None.
+        self.last_error: StoreError | None = None
+        self._last_detail = ""  # SQLite's own words for the last failure
+        #: A sentence saying how many samples were lost and why, set by ``stop`` (or None).
+        self.loss: str | None = None
 
     # -- caller side -------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Take the recorder lock, open (create, migrate) the database, start the thread."""
+        """Take the recorder lock, open (create, migrate) the database, start the thread.
+
+        Raises a ``StoreError`` naming the cause when the database cannot be recorded into:
+        a folder, read-only, a full disk, locked, or another recorder already at it.
+        """
         if self._thread is not None:
             return
+        found = path_problem(self.path, create=True, make_parent=True)
+        if found is not None:  # before the lock file is made beside it
+            raise found
         self._lock.acquire()
         try:
-            self._conn, self.notice = open_database(self.path, busy_timeout=self.busy_timeout)
+            self._conn, self.notice = open_database(
+                self.path, busy_timeout=self.busy_timeout, replace_corrupt=True, writing=True
+            )
         except BaseException:
             self._lock.release()
             raise
@@ -122,13 +164,34 @@ class Writer:
     def _put(self, item: _Item, *, wait: bool) -> None:
         with self._cond:
             if wait:
-                while self._pending() > self.max_pending and self._alive():
+                while self._pending() >= self.max_pending and self._alive():
                     self._cond.wait(0.5)
             self._queue.append(item)
             self._submitted += 1
+            first_drop = self._pending() > self.max_pending and self._drop_oldest_tick()
             n = len(self._queue)
             if n == 1 or n >= self.batch_ticks:
                 self._cond.notify_all()
+        if first_drop:
+            self._report(
+                "dropped",
+                f"More than {self.max_pending} samples are waiting to be written to "
+                f"{self.path}; the oldest are being dropped to keep memory bounded.",
+            )
+
+    def _drop_oldest_tick(self) -> bool:
+        """Forget the oldest queued tick (registrations stay: later ticks need them).
+
+        True for the first tick dropped since writes last succeeded (time to say so).
+        """
+        for i, queued in enumerate(self._queue):
+            if isinstance(queued, Tick):
+                del self._queue[i]
+                self._dropped += 1
+                self._dropped_since_ok += 1
+                self._committed += 1  # accounted for: flush() must not wait for it
+                return self._dropped_since_ok == 1
+        return False
 
     def flush(self, timeout: float | None = None) -> bool:
         """Block until everything submitted so far is committed; False on timeout."""
@@ -149,24 +212,41 @@ class Writer:
             return self._committed >= target
 
     def stop(self, timeout: float | None = 30.0) -> None:
-        """Flush, stop the thread, close the connection and release the lock."""
+        """Write what is queued, stop the thread, close the connection and release the lock.
+
+        The thread writes everything still queued, but gives up at the first failed write:
+        a full or read-only disk does not hold the recorder up. What could not be written is
+        counted in ``stats.lost`` and described in ``loss`` (also sent to ``on_error``).
+        """
         thread = self._thread
         if thread is None:
             return
-        self.flush(timeout)
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
         thread.join(timeout)
         self._thread = None
-        lost = self._pending()
+        with self._cond:
+            unwritten = sum(1 for i in (*self._inflight, *self._queue) if isinstance(i, Tick))
+            self._lost = self._dropped + unwritten
+            lost = self._lost
         if lost:
-            self._report(
-                "unwritten",
-                f"{lost} samples could not be written to {self.path} "
-                "before the recorder stopped; they are lost.",
-            )
+            self.loss = self._loss_sentence(lost, unwritten)
+            self._report("unwritten", self.loss)
         self._lock.release()
+
+    def _loss_sentence(self, lost: int, unwritten: int) -> str:
+        err = self.last_error
+        cause = _short_cause(err, self._last_detail) if err is not None else "not written"
+        detail = []
+        if self._dropped:
+            detail.append(f"{self._dropped} were dropped from memory while waiting")
+        if unwritten:
+            detail.append(f"{unwritten} were still waiting when the recorder stopped")
+        return (
+            f"{lost} sample{'s' if lost != 1 else ''} could not be written to {self.path}: "
+            f"{cause}. {' and '.join(detail).capitalize()}; they are lost."
+        )
 
     @property
     def stats(self) -> WriterStats:
@@ -178,6 +258,8 @@ class Writer:
                 failed_flushes=self._failed,
                 last_flush_s=self._last_flush_s,
                 pending=self._pending(),
+                dropped=self._dropped,
+                lost=max(self._lost, self._dropped),
             )
 
     def _pending(self) -> int:
@@ -199,12 +281,13 @@ class Writer:
                 with self._cond:
                     while not self._stopping:
                         waiting = len(self._queue) + len(self._inflight)
-                        due = time.monotonic() - last_attempt >= self.flush_interval
+                        delay = self._retry_delay()
+                        due = time.monotonic() - last_attempt >= delay
                         if waiting and (
                             due or self._flush_requested or len(self._queue) >= self.batch_ticks
                         ):
                             break
-                        left = self.flush_interval - (time.monotonic() - last_attempt)
+                        left = delay - (time.monotonic() - last_attempt)
                         self._cond.wait(max(0.01, left) if waiting else None)
                     if self._stopping and not self._queue and not self._inflight:
                         break
@@ -275,10 +358,15 @@ class Writer:
                     conn.execute("ROLLBACK")
                 raise
         except sqlite3.Error as err:
+            holder = describe_holders(self.path) if is_busy(err) else ""
+            cause = classify(err, self.path, doing="written", holder=holder)
             with self._cond:
                 self._failed += 1
+                self._failing += 1
+                self.last_error = cause
+                self._last_detail = str(err)
                 pending = self._pending()
-            self._report_failure(err, pending)
+            self._report_failure(cause, pending)
             return False
         elapsed = time.perf_counter() - t0
         with self._cond:
@@ -288,6 +376,8 @@ class Writer:
             self._rows_written += batch.row_count
             self._flushes += 1
             self._last_flush_s = elapsed
+            self._failing = 0
+            self._dropped_since_ok = 0
             self._reported.clear()
             self._cond.notify_all()
         return True
@@ -305,36 +395,50 @@ class Writer:
             )
         return now + RETENTION_INTERVAL
 
-    def _report_failure(self, err: sqlite3.Error, pending: int) -> None:
-        text = str(err)
-        lowered = text.lower()
-        if "locked" in lowered or "busy" in lowered:
+    def _retry_delay(self) -> float:
+        """``flush_interval``, doubled for each failed write in a row up to ``MAX_RETRY_DELAY``."""
+        if not self._failing:
+            return self.flush_interval
+        return min(self.flush_interval * 2.0 ** min(self._failing, 16), MAX_RETRY_DELAY)
+
+    def _report_failure(self, cause: StoreError, pending: int) -> None:
+        waiting = f"{pending} samples are waiting in memory"
+        if isinstance(cause, StoreBusyError):
             key = "locked"
+            who = f" ({cause.holder})" if cause.holder else ""
             msg = (
-                f"The database {self.path} is locked by another program, so {pending} samples "
-                "are waiting in memory. They will be written as soon as it is free."
+                f"The database {self.path} is locked by another program{who}, so {waiting}. "
+                "They will be written as soon as it is free."
             )
-        elif "full" in lowered:
+        elif isinstance(cause, StoreFullError):
             key = "full"
-            msg = (
-                f"The disk holding {self.path} is full, so {pending} samples are waiting in "
-                "memory. Free some space; Costmeter keeps retrying."
-            )
+            msg = f"{cause} Meanwhile {waiting}; Costmeter keeps retrying."
         else:
-            key = text
-            msg = (
-                f"Writing to {self.path} failed ({text}), so {pending} samples are waiting in "
-                "memory. Costmeter keeps retrying."
-            )
+            key = f"{type(cause).__name__}: {cause}"
+            msg = f"{cause} Meanwhile {waiting}; Costmeter keeps retrying."
         self._report(key, msg)
 
     def _report(self, key: str, message: str) -> None:
         if key in self._reported:
             return
         self._reported.add(key)
-        log.warning("%s", message)
+        # Said once: through on_error when there is one (the CLI prints it), else as a warning.
+        log.log(logging.INFO if self.on_error is not None else logging.WARNING, "%s", message)
         if self.on_error is not None:
             try:
                 self.on_error(message)
             except Exception:
                 log.exception("The on_error callback failed.")
+
+
+def _short_cause(err: StoreError, text: str) -> str:
+    """``disk full (database or disk is full)`` and the like, for the line that counts losses."""
+    if isinstance(err, StoreFullError):
+        return f"disk full ({text})"
+    if isinstance(err, StoreReadOnlyError):
+        return f"read-only ({text})"
+    if isinstance(err, StoreBusyError):
+        return f"locked by another program ({text})"
+    if isinstance(err, StoreIOError):
+        return f"I/O error ({text})"
+    return text

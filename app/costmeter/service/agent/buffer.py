@@ -23,13 +23,20 @@ from pathlib import Path
 from costmeter.core.errors import StoreError
 from costmeter.core.model import Tick
 from costmeter.sampling import wire
+from costmeter.store.errors import (
+    classify,
+    confirm_corrupt,
+    is_corruption,
+    path_problem,
+    reworded,
+)
 
 log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS ticks (ts REAL PRIMARY KEY, payload BLOB NOT NULL) WITHOUT ROWID;
 """
-#: Ticks waiting for the writer beyond this are dropped (oldest kept): the disk is stuck.
+#: Ticks waiting for the writer beyond this are dropped, oldest first: the disk is stuck.
 QUEUE_LIMIT = 10_000
 #: How often old ticks are deleted.
 PRUNE_EVERY_S = 60.0
@@ -51,9 +58,11 @@ class TickBuffer:
         *,
         retention_s: float,
         now: Callable[[], float] = time.time,
+        busy_timeout: float = 10.0,
     ) -> None:
         self.path = path
         self.retention_s = retention_s
+        self.busy_timeout = busy_timeout
         self._now = now
         self._queue: queue.Queue[Tick | None] = queue.Queue(QUEUE_LIMIT)
         self._thread: threading.Thread | None = None
@@ -63,23 +72,43 @@ class TickBuffer:
         #: A sentence for the user when the file had to be replaced, else None.
         self.notice: str | None = None
         try:
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            # Samples name processes and their command lines: the buffer is for its owner only
-            # (SQLite gives the -wal and -shm files the same mode).
-            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
-            try:
-                self._db = self._open()
-            except sqlite3.DatabaseError as err:  # not a database: keep it aside, start afresh
-                aside = path.with_name(f"{path.name}.damaged-{int(self._now())}")
-                os.replace(path, aside)
-                self.notice = f"the agent's buffer {path} was damaged ({err}); moved to {aside}."
-                os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
-                self._db = self._open()
+            self._db = self._open_or_set_aside()
+        except StoreError as err:
+            raise reworded(err, f"the agent's buffer {path} could not be opened: {err}") from err
         except (OSError, sqlite3.Error) as err:
-            raise StoreError(f"the agent's buffer {path} could not be opened: {err}.") from err
+            cause = classify(err, path)
+            raise reworded(
+                cause, f"the agent's buffer {path} could not be opened: {cause}"
+            ) from err
         self._prune()
         # Counted once here, then kept up to date: COUNT(*) reads the whole table.
         self._count = int(self._db.execute("SELECT COUNT(*) FROM ticks").fetchone()[0])
+
+    def _open_or_set_aside(self) -> sqlite3.Connection:
+        """Open (create) the file; only a confirmed-damaged one is moved aside, never deleted."""
+        path = self.path
+        found = path_problem(path, create=True, make_parent=True)
+        if found is not None:
+            raise found
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Samples name processes and their command lines: the buffer is for its owner only
+        # (SQLite gives the -wal and -shm files the same mode).
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        try:
+            return self._open()
+        except sqlite3.DatabaseError as err:
+            damage = confirm_corrupt(path) if is_corruption(err) else None
+            if damage is None:  # locked, read-only, full, I/O: the file is not touched
+                raise
+        aside = path.with_name(f"{path.name}.damaged-{int(self._now())}")
+        os.replace(path, aside)
+        for suffix in ("-wal", "-shm"):  # an old -wal must not be replayed into the new file
+            side = path.with_name(path.name + suffix)
+            if side.exists():
+                os.replace(side, aside.with_name(aside.name + suffix))
+        self.notice = f"the agent's buffer {path} was damaged ({damage}); moved to {aside}."
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        return self._open()
 
     def _open(self) -> sqlite3.Connection:
         db = self._connect()
@@ -92,7 +121,9 @@ class TickBuffer:
         return db
 
     def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
+        db = sqlite3.connect(
+            self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
+        )
         db.execute("PRAGMA synchronous=NORMAL")
         return db
 
@@ -102,11 +133,25 @@ class TickBuffer:
         self._thread.start()
 
     def put(self, tick: Tick) -> None:
-        """Queue ``tick`` for the writer; never blocks the sampling loop."""
-        try:
-            self._queue.put_nowait(tick)
-        except queue.Full:
-            self.dropped += 1
+        """Queue ``tick`` for the writer; never blocks the sampling loop.
+
+        When the queue is full (the disk is stuck) the oldest queued tick makes room and is
+        counted in ``dropped``: the newest samples are the ones a collector still wants.
+        """
+        while True:
+            try:
+                self._queue.put_nowait(tick)
+                return
+            except queue.Full:
+                try:
+                    oldest = self._queue.get_nowait()
+                except queue.Empty:
+                    continue
+                if oldest is None:  # the stop marker stays, after this tick
+                    self.dropped += 1
+                    self._queue.put(None)
+                    return
+                self.dropped += 1
 
     def close(self, timeout: float = 10.0) -> None:
         """Write what is queued, then stop the writer."""
