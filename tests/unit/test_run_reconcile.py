@@ -83,3 +83,30 @@ def test_the_owner_writing_the_end_first_wins(tmp_path: Path) -> None:
         assert not runs.mark_lost(run_id, ended=now, message="x")
         row = runs.get(run_id)
         assert row is not None and row.status == "succeeded"
+
+
+def test_a_process_carrying_the_runs_marker_keeps_it_alive(tmp_path: Path) -> None:
+    """The run's command exited and left a process running, started after the run did (its
+    start time does not prove it is the run's): the local backend's marker in its
+    environment does."""
+    import os
+
+    from costmeter.runs.tracking import MARK_ENV
+
+    now = time.time() - 100  # the leftover was created long after the run started
+    env = {**os.environ, MARK_ENV: "key-of-the-run"}
+    leftover = subprocess.Popen(["sleep", "60"], env=env, start_new_session=True)
+    try:
+        with RunStore.open(tmp_path / "runs.db") as runs:
+            run_id = runs.insert(
+                name="r", backend="local", status="running", started=now, created=now,
+                host=socket.gethostname(), pids=[_dead_pid(), leftover.pid], gpus=[], spec={},
+                handle_key="key-of-the-run",
+            )  # fmt: skip
+            assert reconcile_stale_runs(runs, now=now + 200) == []
+            leftover.kill()
+            leftover.wait()
+            assert reconcile_stale_runs(runs, now=now + 200) == [run_id]
+    finally:
+        leftover.kill()
+        leftover.wait()

@@ -1,22 +1,35 @@
 """The ``local`` backend: each run is a process group on this machine.
 
-Files in the run directory:
+Files in the run directory (made private: the directory 0700 where it is made here, the log
+0600, whatever the umask):
 
 - ``output.log``: stdout and stderr of the whole group, interleaved in the order written (both
   go to one file). ``PYTHONUNBUFFERED=1`` is set unless the run's env says otherwise, so a Python
   script's prints and tracebacks arrive in order and at once.
-- ``exit.json``: written when the process ends while Costmeter watches (exit code, end time,
+- ``exit.json``: written when the run ends while Costmeter watches (exit code, end time,
   whether Costmeter cancelled it), so a Costmeter that restarts still knows how a run ended.
+  While the command has exited but processes it started still run, it says ``"waiting": true``.
 - ``cancel-requested``: written by ``cancel``.
+
+A run is over when its command (the top process) has exited *and* no process of the run is
+left (:mod:`costmeter.runs.tracking`: its process group, its descendants, and every process
+carrying the run's marker ``COSTMETER_RUN_KEY`` in its environment, which finds ``setsid``
+children and double-forked daemons). Until then it is running, billed, and its status lists
+those processes; it then ends with the command's exit code. The option ``leftovers``
+(``[backends.local]``) says what happens to them: ``"wait"`` (the default) waits for them to
+end on their own; ``"stop"`` sends them SIGTERM as soon as the command exits, and SIGKILL after
+``leftover_grace_s`` seconds (default 10). ``cancel`` stops all of them either way.
 
 A handle's ``data`` holds ``pid``, ``pgid``, ``create_time`` (to tell a reused pid apart),
 ``run_dir``, ``started`` and ``gpus`` (comma-separated indices), so ``status`` works on a
-handle rebuilt after a restart. A run that ended while no Costmeter watched it is ``LOST``
-(its exit code is unknown), or ``CANCELLED`` when a cancel had been asked for.
+handle rebuilt after a restart (its key is the marker). A run that ended while no Costmeter
+watched it is ``LOST`` (its exit code is unknown), or ``CANCELLED`` when a cancel had been
+asked for.
 
 Exit codes follow :mod:`subprocess`: a run ended by signal N has exit code -N.
 Runs live in a table shared by every LocalBackend of this process: each child has one thread
-that waits for it (so it is always reaped) and records how it ended.
+that waits for it (so it is always reaped), then for what it left running, and records how
+the run ended.
 """
 
 from __future__ import annotations
@@ -24,6 +37,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -52,12 +66,22 @@ from costmeter.plugin_api import (
     RunState,
     RunStatus,
 )
+from costmeter.runs.private import open_private_log
+from costmeter.runs.tracking import MARK_ENV, RunProcesses
+
+logger = logging.getLogger(__name__)
 
 LOG_FILE = "output.log"
 EXIT_FILE = "exit.json"
 CANCEL_FILE = "cancel-requested"
 #: The most a single ``read_logs`` call returns.
 MAX_CHUNK = 1024 * 1024
+#: What happens to processes a run's command leaves running (option ``leftovers``).
+LEFTOVER_POLICIES = ("wait", "stop")
+#: Seconds between looks at /proc while a run's command runs (its status looks too).
+SCAN_WHILE_RUNNING_S = 2.0
+#: The longest pause between looks for a run's leftover processes once its command exited.
+SCAN_LEFTOVERS_MAX_S = 0.5
 
 
 @dataclass
@@ -72,10 +96,22 @@ class _Exit:
 class _Child:
     popen: subprocess.Popen[bytes]
     run_dir: Path
+    procs: RunProcesses
     lock: threading.Lock = field(default_factory=threading.Lock)
     cancelled: bool = False
     forced: bool = False
     exit: _Exit | None = None
+    #: The command's exit code once it exited (the run may go on: see ``leftovers``).
+    command_code: int | None = None
+    #: The run's processes at the last look, the command first while it runs.
+    members: tuple[int, ...] = ()
+
+    def look(self) -> tuple[int, ...]:
+        """The run's live processes now (a look at /proc)."""
+        found = tuple(self.procs.scan())
+        with self.lock:
+            self.members = found
+        return found
 
 
 _children: dict[str, _Child] = {}
@@ -89,6 +125,19 @@ class LocalBackend:
 
     def __init__(self, config: BackendConfig | None = None) -> None:
         self._config = config or BackendConfig()
+        options = self._config.options
+        policy = options.get("leftovers", "wait")
+        if policy not in LEFTOVER_POLICIES:
+            raise BackendError(
+                f'[backends.local] leftovers must be "wait" or "stop", not {policy!r}.'
+            )
+        grace = options.get("leftover_grace_s", 10.0)
+        if isinstance(grace, bool) or not isinstance(grace, int | float) or grace < 0:
+            raise BackendError(
+                "[backends.local] leftover_grace_s must be a number of seconds >= 0."
+            )
+        self.leftovers = str(policy)
+        self.leftover_grace_s = float(grace)
 
     @property
     def metadata(self) -> BackendMetadata:
@@ -113,14 +162,16 @@ class LocalBackend:
         if cwd is not None and not cwd.is_dir():
             what = "is not a directory" if cwd.exists() else "does not exist"
             raise BackendError(f"the working directory '{spec.cwd}' {what}.")
-        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **spec.env, **env}
+        key = uuid.uuid4().hex
+        # The marker goes last: neither the run's env nor Costmeter's may change it.
+        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **spec.env, **env, MARK_ENV: key}
         bad = [k for k, v in full_env.items() if not isinstance(k, str) or not isinstance(v, str)]
         if bad:
             raise BackendError(f"environment variable {bad[0]!r} must be a string.")
         _check_command(spec.argv[0], full_env.get("PATH", os.defpath), cwd)
         log_path = run_dir / LOG_FILE
         try:
-            log = open(log_path, "ab")  # noqa: SIM115 - the child keeps its own copy
+            log = open_private_log(log_path)
         except OSError as exc:
             raise BackendError(f"cannot write the run's log {log_path}: {exc.strerror}.") from None
         started = time.time()
@@ -142,12 +193,14 @@ class LocalBackend:
             create_time = psutil.Process(popen.pid).create_time()
         except psutil.Error:
             create_time = 0.0
-        key = uuid.uuid4().hex
-        child = _Child(popen, run_dir)
+        child = _Child(popen, run_dir, RunProcesses(popen.pid, key))
         with _children_lock:
             _children[key] = child
         threading.Thread(
-            target=_wait_for, args=(child,), name=f"costmeter-local-{popen.pid}", daemon=True
+            target=_wait_for,
+            args=(child, self.leftovers, self.leftover_grace_s),
+            name=f"costmeter-local-{popen.pid}",
+            daemon=True,
         ).start()
         data = {
             "pid": str(popen.pid),
@@ -168,20 +221,30 @@ class LocalBackend:
             with child.lock:
                 ended = child.exit
                 forced = child.forced
+                code = child.command_code
             if ended is None:
-                return info.running(self._pids(info.pid))
+                members = child.look()
+                with child.lock:  # it may have ended while we looked
+                    ended = child.exit
+                if ended is None:
+                    return info.running(members or (info.pid,), code)
             return info.finished(ended.code, ended.ended, ended.cancelled, forced)
         return self._status_from_disk(info)
 
     def _status_from_disk(self, info: _HandleData) -> RunStatus:
         recorded = info.read_exit()
-        if recorded is not None:
-            return recorded
-        if info.alive():
-            return info.running(self._pids(info.pid))
-        recorded = info.read_exit()  # it may have been written while we looked
-        if recorded is not None:
-            return recorded
+        if recorded is not None and not recorded.waiting:
+            return recorded.status
+        members = info.processes().scan()
+        if members:
+            return info.running(tuple(members), recorded.code if recorded else None)
+        again = info.read_exit()  # it may have been written while we looked
+        if again is not None and not again.waiting:
+            return again.status
+        if again is not None:
+            return info.finished(
+                again.code, time.time(), again.cancelled, forced=False, unwatched_leftovers=True
+            )
         log = info.run_dir / LOG_FILE
         if (info.run_dir / CANCEL_FILE).exists():
             return info.unknown_end(
@@ -195,18 +258,20 @@ class LocalBackend:
             f"exit code is unknown; its output is in {log}.",
         )
 
-    @staticmethod
-    def _pids(pid: int) -> tuple[int, ...]:
-        try:
-            kids = psutil.Process(pid).children(recursive=True)
-        except psutil.Error:
-            return (pid,)
-        return (pid, *(k.pid for k in kids))
+    def _finished(self, handle: RunHandle) -> bool:
+        """Whether the run is over, without a look at /proc when this process watches it."""
+        child = _children.get(handle.key)
+        if child is not None:
+            with child.lock:
+                return child.exit is not None
+        return self.status(handle).state.finished
 
     # -- cancel -----------------------------------------------------------------------------
 
     def cancel(self, handle: RunHandle, grace_s: float = 10.0) -> None:
-        """SIGTERM to the run's process group now, SIGKILL to the group after ``grace_s``."""
+        """SIGTERM to every process of the run now (its group, and each one found by
+        :mod:`~costmeter.runs.tracking`: ``setsid`` children, daemons), SIGKILL to those left
+        after ``grace_s``."""
         info = _HandleData.parse(handle)
         child = _children.get(handle.key)
         if child is not None:
@@ -214,34 +279,35 @@ class LocalBackend:
                 if child.exit is not None or child.cancelled:
                     return
                 child.cancelled = True
-        elif not info.alive():
-            return
+            procs = child.procs
+        else:
+            procs = info.processes()
+            if not procs.scan():
+                return
         with contextlib.suppress(OSError):
             (info.run_dir / CANCEL_FILE).write_text(f"{time.time()!r}\n")
         try:
-            os.killpg(info.pgid, signal.SIGTERM)
-        except ProcessLookupError:  # it ended on its own just before: not a cancellation
+            hit = _signal_run(procs, signal.SIGTERM)
+        except PermissionError as exc:
+            raise BackendError(
+                f"not allowed to stop process {exc.filename or info.pgid}: it belongs to "
+                "another user."
+            ) from None
+        if not hit:  # it ended on its own just before: not a cancellation
             if child is not None:
                 with child.lock:
                     child.cancelled = False
             with contextlib.suppress(OSError):
                 (info.run_dir / CANCEL_FILE).unlink()
             return
-        except PermissionError:
-            raise BackendError(
-                f"not allowed to stop process group {info.pgid}: it belongs to another user."
-            ) from None
-        timer = threading.Timer(max(grace_s, 0.0), _force, args=(info.pgid, child))
-        timer.name = f"costmeter-local-kill-{info.pgid}"
-        timer.daemon = True
-        timer.start()
+        _force_later(procs, child, grace_s)
 
     # -- logs -------------------------------------------------------------------------------
 
     def read_logs(self, handle: RunHandle, offset: int = 0) -> LogChunk:
         """Bytes of ``output.log`` from ``offset`` (offsets count bytes), decoded as UTF-8."""
         info = _HandleData.parse(handle)
-        finished = self.status(handle).state.finished  # before reading: nothing can be missed
+        finished = self._finished(handle)  # before reading: nothing can be missed
         path = info.run_dir / LOG_FILE
         try:
             with open(path, "rb") as f:
@@ -286,34 +352,114 @@ def _check_command(command: str, path: str, cwd: Path | None) -> None:
     raise BackendError(message)
 
 
-def _wait_for(child: _Child) -> None:
-    """Reap the child, record how it ended (in memory and in exit.json)."""
-    code = child.popen.wait()
+def _wait_for(child: _Child, leftovers: str, grace_s: float) -> None:
+    """Reap the command, wait for what it left running, record how the run ended (in memory
+    and in exit.json)."""
+    while True:
+        try:
+            code = child.popen.wait(timeout=SCAN_WHILE_RUNNING_S)
+            break
+        except subprocess.TimeoutExpired:  # a look now and then keeps its descendants known
+            child.look()
     ended = time.time()
     with child.lock:
-        record = {"exit_code": code, "ended": ended, "cancelled": child.cancelled}
+        child.command_code = code
+    try:
+        if _await_leftovers(child, code, ended, leftovers, grace_s):
+            ended = time.time()
+    except Exception:  # the run's end must be recorded whatever went wrong in the looking
+        logger.exception("Looking for the processes run %s left running failed.", child.popen.pid)
+    _write_exit(child, code, ended, waiting=False)
+    with child.lock:
+        child.exit = _Exit(code, ended, child.cancelled, child.forced)
+        child.members = ()
+    child.procs.forget()
+
+
+def _await_leftovers(child: _Child, code: int, ended: float, policy: str, grace_s: float) -> bool:
+    """Wait until no process of the run is left; whether there were any."""
+    members = child.look()
+    if not members:
+        return False
+    with child.lock:
+        cancelled = child.cancelled
+    _write_exit(child, code, ended, waiting=True)
+    if policy == "stop" and not cancelled:
+        with contextlib.suppress(PermissionError):
+            if _signal_run(child.procs, signal.SIGTERM):
+                _force_later(child.procs, child, grace_s)
+    pause = 0.01
+    while members:
+        with child.lock:
+            forced = child.forced
+        if forced:  # SIGKILL was sent: anything the run started since goes the same way
+            with contextlib.suppress(PermissionError):
+                _signal_run(child.procs, signal.SIGKILL, members)
+        time.sleep(pause)
+        pause = min(pause * 1.5, SCAN_LEFTOVERS_MAX_S)
+        # A second look at once when the first finds none: a process forking as we read
+        # /proc is not missed.
+        members = child.look() or child.look()
+    return True
+
+
+def _write_exit(child: _Child, code: int, ended: float, *, waiting: bool) -> None:
     # The file first: once status says "finished", a Costmeter that exits has left the record.
+    with child.lock:
+        record = {"exit_code": code, "ended": ended, "cancelled": child.cancelled}
+    if waiting:
+        record["waiting"] = True
     tmp = child.run_dir / (EXIT_FILE + ".tmp")
     with contextlib.suppress(OSError):
         tmp.write_text(json.dumps(record))
         os.replace(tmp, child.run_dir / EXIT_FILE)
-    with child.lock:
-        child.exit = _Exit(code, ended, child.cancelled, child.forced)
 
 
-def _force(pgid: int, child: _Child | None) -> None:
+def _signal_run(
+    procs: RunProcesses, sig: int, members: tuple[int, ...] | list[int] | None = None
+) -> bool:
+    """Send ``sig`` to the run's process group and to each of its processes; whether any
+    process got it. Raises PermissionError (``filename`` set to the pid) for another user's."""
+    hit = False
+    try:
+        if procs.pgid is not None:
+            os.killpg(procs.pgid, sig)
+            hit = True
+    except ProcessLookupError:
+        pass
+    except PermissionError as exc:
+        exc.filename = str(procs.pgid)
+        raise
+    for pid in procs.scan() if members is None else members:
+        try:
+            os.kill(pid, sig)
+            hit = True
+        except ProcessLookupError:
+            continue
+        except PermissionError as exc:
+            exc.filename = str(pid)
+            raise
+    return hit
+
+
+def _force_later(procs: RunProcesses, child: _Child | None, grace_s: float) -> None:
+    timer = threading.Timer(max(grace_s, 0.0), _force, args=(procs, child))
+    timer.name = f"costmeter-local-kill-{procs.leader}"
+    timer.daemon = True
+    timer.start()
+
+
+def _force(procs: RunProcesses, child: _Child | None) -> None:
     if child is not None:  # set first, so a status read as the process dies already says so
         with child.lock:
             child.forced = child.exit is None or child.forced
     try:
-        os.killpg(pgid, signal.SIGKILL)
-        if child is not None:
-            with child.lock:
-                child.forced = True
-    except OSError:  # the whole group is gone already
-        if child is not None:
-            with child.lock:
-                child.forced = False
+        hit = _signal_run(procs, signal.SIGKILL)
+    except PermissionError:
+        hit = False
+    if child is not None:
+        with child.lock:
+            child.forced = hit
 
 
 def _signal_name(number: int) -> str:
@@ -321,6 +467,16 @@ def _signal_name(number: int) -> str:
         return signal.Signals(number).name
     except ValueError:
         return f"signal {number}"
+
+
+@dataclass(frozen=True)
+class _Recorded:
+    """What exit.json says: how the run ended, or (``waiting``) how its command did."""
+
+    status: RunStatus
+    code: int
+    cancelled: bool
+    waiting: bool
 
 
 @dataclass(frozen=True)
@@ -364,10 +520,37 @@ class _HandleData:
         except psutil.AccessDenied:
             return True
 
-    def running(self, pids: tuple[int, ...]) -> RunStatus:
-        return RunStatus(RunState.RUNNING, started=self.started, pids=pids, gpu_indices=self.gpus)
+    def processes(self) -> RunProcesses:
+        """The run's processes as a Costmeter that did not start it finds them: by its marker,
+        and by its process group only while its command runs (else the group's number may
+        belong to someone else by now)."""
+        return RunProcesses(self.pid, self.key, by_group=self.alive())
 
-    def finished(self, code: int, ended: float, cancelled: bool, forced: bool) -> RunStatus:
+    def running(self, pids: tuple[int, ...], command_code: int | None = None) -> RunStatus:
+        message = ""
+        if command_code is not None:
+            others = ", ".join(str(p) for p in pids[:5]) + (", ..." if len(pids) > 5 else "")
+            message = (
+                f"Its command exited with code {command_code}; waiting for the {len(pids)} "
+                f"process{'es' if len(pids) > 1 else ''} it left running ({others})."
+            )
+        return RunStatus(
+            RunState.RUNNING,
+            started=self.started,
+            pids=pids,
+            gpu_indices=self.gpus,
+            message=message,
+        )
+
+    def finished(
+        self,
+        code: int,
+        ended: float,
+        cancelled: bool,
+        forced: bool,
+        *,
+        unwatched_leftovers: bool = False,
+    ) -> RunStatus:
         if cancelled:
             state, message = RunState.CANCELLED, "Cancelled by Costmeter."
             if forced:
@@ -388,6 +571,11 @@ class _HandleData:
                     f"Exited with code {code}, which usually means signal {code - 128} "
                     f"({_signal_name(code - 128)})."
                 )
+        if unwatched_leftovers:
+            message = (
+                f"{message} The processes its command left running ended while Costmeter was "
+                "not watching, so its end time is when Costmeter noticed."
+            ).strip()
         return RunStatus(
             state,
             exit_code=code,
@@ -397,14 +585,16 @@ class _HandleData:
             message=message,
         )
 
-    def read_exit(self) -> RunStatus | None:
+    def read_exit(self) -> _Recorded | None:
         try:
             record = json.loads((self.run_dir / EXIT_FILE).read_text())
             code, ended = int(record["exit_code"]), float(record["ended"])
             cancelled = bool(record.get("cancelled"))
+            waiting = bool(record.get("waiting"))
         except (OSError, ValueError, KeyError, TypeError):
             return None
-        return self.finished(code, ended, cancelled, forced=False)
+        status = self.finished(code, ended, cancelled, forced=False)
+        return _Recorded(status, code, cancelled, waiting)
 
     def unknown_end(self, state: RunState, message: str) -> RunStatus:
         return RunStatus(state, started=self.started, gpu_indices=self.gpus, message=message)

@@ -31,6 +31,7 @@ from pathlib import Path
 from costmeter.plugin_api import Backend, Capability, RunSpec, RunState, RunStatus
 from costmeter.runs.events import Check, EventKind, Listener, RunEvent, RunInfo
 from costmeter.runs.messages import describe_exit
+from costmeter.runs.private import make_private_dir
 from costmeter.runs.scheduler import GpuPool, PlacementError, check_request
 from costmeter.runs.worker import RunEntry, run_one
 
@@ -122,8 +123,8 @@ class RunQueue:
         """Queue a run. A run that can never start here (GPUs it cannot have) is reported as
         failed with a message, as any other failure is; this never raises for the run itself."""
         if run_dir is None:
-            run_dir = Path(tempfile.mkdtemp(prefix="costmeter-run-"))
-        run_dir.mkdir(parents=True, exist_ok=True)
+            run_dir = Path(tempfile.mkdtemp(prefix="costmeter-run-"))  # 0700 already
+        make_private_dir(run_dir)  # a run's output may hold secrets
         with self._cond:
             if self._closed:
                 raise RuntimeError("The run queue is closed.")

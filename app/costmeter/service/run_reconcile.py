@@ -17,6 +17,7 @@ from collections.abc import Callable
 import psutil
 
 from costmeter.plugin_api import RunState
+from costmeter.runs.tracking import RunProcesses
 from costmeter.store.runs import CREATE_SLACK_S, RunRow, RunStore
 
 LOST_MESSAGE = (
@@ -39,7 +40,19 @@ def process_alive(pid: int, created: float, started: float) -> bool:
         return True  # it exists; another user's process: leave it alone
 
 
-def is_stale(run: RunRow, host: str, alive: Callable[[int, float, float], bool]) -> bool:
+def marked_alive(key: str) -> bool:
+    """Whether a process carrying the local run ``key``'s marker still runs: processes its
+    command left running (started later than it, so not told apart from a reused PID by
+    their start time) keep the run going."""
+    return bool(RunProcesses(0, key, by_group=False).scan())
+
+
+def is_stale(
+    run: RunRow,
+    host: str,
+    alive: Callable[[int, float, float], bool],
+    marked: Callable[[str], bool] = marked_alive,
+) -> bool:
     if run.backend != "local" or run.host not in (None, host):
         return False  # other backends and machines are not ours to judge
     if run.status not in (RunState.STARTING, RunState.RUNNING) or not run.pids:
@@ -48,7 +61,9 @@ def is_stale(run: RunRow, host: str, alive: Callable[[int, float, float], bool])
     if started is None:
         return False
     created = min(run.created, started) if run.created is not None else started
-    return not any(alive(pid, created, started) for pid in run.pids)
+    if any(alive(pid, created, started) for pid in run.pids):
+        return False
+    return not (run.handle_key and marked(run.handle_key))
 
 
 def reconcile_stale_runs(

@@ -6,6 +6,7 @@ Run inside a network namespace of its own (the ``ray_cluster`` fixture skips oth
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -260,3 +261,61 @@ def test_a_run_whose_actor_is_killed_ends_with_it_and_is_lost(
     assert status.state is RunState.LOST, status
     assert "actor running it on ray-test-node died" in status.message
     assert not psutil.pid_exists(running.pids[0])
+
+
+def _wait_leftovers(backend: RayBackend, handle: RunHandle) -> RunStatus:
+    deadline = time.monotonic() + 30
+    while True:
+        status = backend.status(handle)
+        assert status.state in (RunState.QUEUED, RunState.STARTING, RunState.RUNNING), status
+        if status.message.startswith("Its command exited with code 0; waiting for"):
+            return status
+        assert time.monotonic() < deadline, status
+        time.sleep(0.05)
+
+
+def test_a_run_lasts_until_the_processes_its_command_left_end(
+    ray_backend: RayBackend, make_spec: Callable[..., RunSpec], tmp_path: Path
+) -> None:
+    import psutil
+
+    go = tmp_path / "go"
+    left = (
+        f"import os, time\nwhile not os.path.exists({str(go)!r}): time.sleep(0.02)\n"
+        "print('leftover done')"
+    )
+    code = (
+        "import subprocess, sys\n"
+        f"subprocess.Popen([sys.executable, '-c', {left!r}], start_new_session=True)\n"
+        "print('command done', flush=True)"
+    )
+    handle = submit(ray_backend, make_spec(code, gpus=1), tmp_path / "left")
+    (leftover,) = _wait_leftovers(ray_backend, handle).pids
+    assert psutil.Process(leftover).environ()["COSTMETER_RUN_KEY"] == handle.key
+    time.sleep(0.5)
+    assert ray_backend.status(handle).state is RunState.RUNNING  # it holds its GPU still
+    go.touch()
+    status = wait_finished(ray_backend, handle)
+    assert (status.state, status.exit_code) == (RunState.SUCCEEDED, 0), status
+    assert read_all_logs(ray_backend, handle) == "command done\nleftover done\n"
+
+
+def test_cancel_reaches_a_setsid_escapee(
+    ray_backend: RayBackend, make_spec: Callable[..., RunSpec], tmp_path: Path
+) -> None:
+    import psutil
+
+    spec = make_spec(argv=("sh", "-c", "setsid sleep 30 &"))
+    handle = submit(ray_backend, spec, tmp_path / "escapee")
+    (escapee,) = _wait_leftovers(ray_backend, handle).pids
+    try:
+        ray_backend.cancel(handle, grace_s=0.5)
+        status = wait_finished(ray_backend, handle, timeout_s=15)
+        assert status.state is RunState.CANCELLED, status
+        gone = time.monotonic() + 5
+        while psutil.pid_exists(escapee) and psutil.Process(escapee).status() != "zombie":
+            assert time.monotonic() < gone, "the setsid child outlived the cancel"
+            time.sleep(0.05)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(escapee, 9)

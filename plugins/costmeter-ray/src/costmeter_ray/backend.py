@@ -11,7 +11,9 @@ Options (``[backends.ray]`` in Costmeter's config file):
     What a Ray instance of Costmeter's own declares (without ``address`` only).
 ``log_poll_s``
     The least time between two reads of one run's log from its node (default 0.25 s);
-    ``read_logs`` called sooner returns nothing new, without a call to the cluster.
+    ``read_logs`` called sooner returns nothing new, without a call to the cluster. Once
+    ``status`` has said the run finished, every read goes to the node: the caller is
+    collecting the end of the output, and an empty answer would tell it there is none.
 ``node_dir``
     Where runs keep their files on each node (default ``$TMPDIR/costmeter-ray``).
 ``sample_interval_s``
@@ -87,6 +89,8 @@ class _Run:
     died: str = ""
     #: When its log was last read from the node (``log_poll_s`` spaces the reads).
     log_read_at: float = float("-inf")
+    #: Whether a status has said it finished (its log is then always read, see log_poll_s).
+    finished: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -320,6 +324,12 @@ class RayBackend:
     # -- status -----------------------------------------------------------------------------
 
     def status(self, handle: RunHandle) -> RunStatus:
+        status = self._status(handle)
+        if status.state.finished:
+            self._run(handle).finished = True
+        return status
+
+    def _status(self, handle: RunHandle) -> RunStatus:
         self._connect()
         run = self._run(handle)
         ns = handle.data.get("namespace", self.namespace)
@@ -515,7 +525,7 @@ class RayBackend:
         self._connect()
         run = self._run(handle)
         now = time.monotonic()
-        if now - run.log_read_at < (self.log_poll_s or 0.0):
+        if not run.finished and now - run.log_read_at < (self.log_poll_s or 0.0):
             return LogChunk("", offset)
         run.log_read_at = now
         status = self.status(handle)

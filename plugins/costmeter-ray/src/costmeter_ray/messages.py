@@ -20,7 +20,13 @@ def status_from(rec: Mapping[str, Any]) -> RunStatus:
     if ended is None:
         pids = tuple(int(p) for p in rec.get("pids") or ([rec["pid"]] if rec.get("pid") else []))
         state = RunState.RUNNING if started is not None else RunState.STARTING
-        return RunStatus(state, pids=pids, **common)
+        message = ""
+        if rec.get("command_code") is not None:
+            message = (
+                f"Its command exited with code {rec['command_code']}; waiting for the processes "
+                "it left running."
+            )
+        return RunStatus(state, pids=pids, message=message, **common)
     common["ended"] = ended
     if started is None:  # it never started: the command or directory was wrong
         return RunStatus(RunState.FAILED, message=str(rec.get("message", "")), **common)

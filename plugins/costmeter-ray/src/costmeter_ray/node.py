@@ -4,8 +4,10 @@ Both classes are plain here; the backend turns them into Ray actors (``ray.remot
 connects, so importing this module does not import Ray.
 
 ``RunActor`` holds the run's resources (``num_gpus``, ``num_cpus``): Ray creates it once they
-are free, it starts the command in a process group of its own, waits for it, tells the node's
-agent how it ended, and exits, which gives the GPUs back at once.
+are free, it starts the command in a process group of its own, waits for it and for every
+process it left running (``costmeter_ray.procs``: a run is over when all of them are, and
+until then they hold the run's GPUs), tells the node's agent how it ended, and exits, which
+gives the GPUs back at once.
 
 ``NodeAgent`` (one per node and namespace, no resources, detached) keeps each run's record
 (also as ``record.json`` beside the run's ``output.log``, so a new agent picks it up), reads
@@ -30,12 +32,16 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from costmeter_ray.procs import MARK_ENV, run_processes, signal_run
+
 LOG_FILE = "output.log"
 RECORD_FILE = "record.json"
 #: The most one ``read_log`` call returns.
 MAX_CHUNK = 1024 * 1024
 #: Seconds a finished run actor waits for the backend's first question before it exits.
 ANSWER_WAIT_S = 5.0
+#: The longest pause between looks for the processes a run's command left running.
+LEFTOVER_POLL_MAX_S = 0.5
 #: Environment variable naming a node in samples and statuses (else its hostname).
 NODE_NAME_ENV = "COSTMETER_NODE_NAME"
 
@@ -55,6 +61,25 @@ except OSError as exc:
     print(f"costmeter-ray: cannot run {sys.argv[2]!r}: {exc.strerror}.", file=sys.stderr)
     os._exit(127)
 """
+
+
+def make_private_dir(path: Path) -> None:
+    """``path`` and its missing parents, made 0700 whatever the umask (a run's output may
+    hold secrets); directories that exist are left as they are."""
+    missing = []
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    for made in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # another run made it meanwhile
+            made.mkdir(mode=0o700)
+            os.chmod(made, 0o700)
+
+
+def open_private_log(path: Path) -> Any:
+    """``path`` opened for appending, created 0600 if missing."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    return os.fdopen(fd, "ab")
 
 
 def run_actor_name(key: str) -> str:
@@ -122,7 +147,7 @@ class RunActor:
         self._asked = threading.Event()
         self.agent = get_agent(self.node_id, namespace, agent_options)
         run_dir = base_dir(agent_options.get("node_dir")) / namespace / key
-        run_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(run_dir)
         self._spawned = threading.Event()
         self._record: dict[str, Any] = {}
         thread = threading.Thread(
@@ -156,6 +181,7 @@ class RunActor:
             self._spawned.set()
         if popen is not None:
             code = popen.wait()
+            self._wait_leftovers(popen.pid, code)
             self._report_end(code)
         self._asked.wait(ANSWER_WAIT_S)
         import ray
@@ -179,7 +205,7 @@ class RunActor:
             "dir": str(run_dir),
         }
         node_env = dict(os.environ)
-        full_env = {"PYTHONUNBUFFERED": "1", **node_env, **env}
+        full_env = {"PYTHONUNBUFFERED": "1", **node_env, **env, MARK_ENV: self.key}
         cvd = node_env.get("CUDA_VISIBLE_DEVICES")
         if cvd is not None:  # Ray's placement wins over anything the run's env says
             full_env["CUDA_VISIBLE_DEVICES"] = cvd
@@ -196,7 +222,7 @@ class RunActor:
         if sys.platform.startswith("linux"):
             command = [sys.executable, "-c", _LAUNCHER, str(os.getpid()), *argv]
         try:
-            with open(run_dir / LOG_FILE, "ab") as log:
+            with open_private_log(run_dir / LOG_FILE) as log:
                 popen = subprocess.Popen(
                     command,
                     cwd=where,
@@ -233,6 +259,20 @@ class RunActor:
         if driver_cwd and Path(driver_cwd).is_dir():  # the same files (this machine, a share)
             return Path(driver_cwd)
         return run_dir
+
+    def _wait_leftovers(self, pgid: int, code: int) -> None:
+        """Wait until no process of the run is left (the agent hears the command's end)."""
+        left = run_processes(pgid, self.key)
+        if not left:
+            return
+        with contextlib.suppress(Exception):
+            self._tell_agent("command_ended", self.key, code)
+        pause = 0.01
+        while left:
+            time.sleep(pause)
+            pause = min(pause * 1.5, LEFTOVER_POLL_MAX_S)
+            # Once more at once when none is found: a process forking as /proc is read.
+            left = run_processes(pgid, self.key) or run_processes(pgid, self.key)
 
     def _report_end(self, code: int) -> None:
         with contextlib.suppress(Exception):  # else the agent finds the process gone: "lost"
@@ -315,6 +355,15 @@ class NodeAgent:
             self._save(key, self._records[key])
             self._last_busy = time.monotonic()
 
+    def command_ended(self, key: str, code: int) -> None:
+        """The run's command exited; processes it started still run (the run goes on)."""
+        with self._lock:
+            rec = self._load(key)
+            if rec is None or rec.get("ended") is not None:
+                return
+            rec["command_code"] = code
+            self._save(key, rec)
+
     def finished(self, key: str, code: int | None, ended: float) -> None:
         with self._lock:
             rec = self._load(key)
@@ -333,7 +382,7 @@ class NodeAgent:
                 return None
             out = dict(rec)
         if out.get("ended") is None and out.get("pid"):
-            out["pids"] = _tree(int(out["pid"]))
+            out["pids"] = _members(out)
         return out
 
     def cancel(self, key: str, grace_s: float) -> str:
@@ -366,15 +415,12 @@ class NodeAgent:
                 self._save(key, rec)
 
     def _signal(self, key: str, sig: int) -> bool:
+        """``sig`` to the run's group and to every process of it (``setsid`` ones too)."""
         rec = self._records.get(key) or {}
         pgid = rec.get("pgid")
         if not pgid or rec.get("ended") is not None:
             return False
-        try:
-            os.killpg(int(pgid), sig)
-        except OSError:
-            return False
-        return True
+        return signal_run(int(pgid), key, sig)
 
     def read_log(self, key: str, offset: int) -> dict[str, Any]:
         """Bytes of the run's log from ``offset``; ``finished`` is read before the bytes."""
@@ -423,12 +469,18 @@ class NodeAgent:
         return {"samples": found, "error": self._sampler_error}
 
     def _running(self) -> dict[int, list[int]]:
-        """Top pid -> GPU indices of the runs still going."""
-        return {
-            int(r["pid"]): list(r.get("gpus", ()))
-            for r in self._records.values()
-            if r.get("ended") is None and r.get("pid")
-        }
+        """Top pid -> GPU indices of the runs still going; once a run's command has exited,
+        each process it left running stands in for it."""
+        found: dict[int, list[int]] = {}
+        for key, r in self._records.items():
+            if r.get("ended") is not None or not r.get("pid"):
+                continue
+            gpus = list(r.get("gpus", ()))
+            if r.get("command_code") is None:
+                found[int(r["pid"])] = gpus
+            else:
+                found.update(dict.fromkeys(run_processes(int(r["pgid"]), key), gpus))
+        return found
 
     def _sample_now(self) -> None:
         if self._factory is None or self._sampler_error:
@@ -469,7 +521,8 @@ class NodeAgent:
             for key, rec in self._records.items():
                 if rec.get("ended") is not None or not rec.get("pid"):
                     continue
-                if _alive(int(rec["pid"]), rec.get("create_time")):
+                pgid = int(rec.get("pgid") or rec["pid"])
+                if _alive(int(rec["pid"]), rec.get("create_time")) or run_processes(pgid, key):
                     self._gone_since.pop(key, None)
                     continue
                 since = self._gone_since.setdefault(key, now)
@@ -517,3 +570,12 @@ def _tree(pid: int) -> list[int]:
     except psutil.Error:
         return [pid]
     return [pid, *(k.pid for k in kids)]
+
+
+def _members(rec: Mapping[str, Any]) -> list[int]:
+    """The run's live processes, its command first while it runs."""
+    pid = int(rec["pid"])
+    running = rec.get("command_code") is None
+    found: dict[int, None] = dict.fromkeys(_tree(pid)) if running else {}
+    found.update(dict.fromkeys(run_processes(int(rec.get("pgid") or pid), str(rec["key"]))))
+    return list(found) or [pid]

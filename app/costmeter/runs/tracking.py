@@ -1,0 +1,213 @@
+"""Which processes belong to a local run, so that a run is over only when all of them are.
+
+A run's top process may start others and exit: ``sh -c 'train &'``, a daemon that forks twice,
+a child that calls ``setsid``. Three marks find them on Linux, by reading ``/proc``:
+
+- the run's process group (its top process leads a session and group of its own);
+- descendants of any process found, while their parent lives (a child seen once stays known
+  by pid and start time after it is orphaned);
+- the run's marker in ``/proc/PID/environ`` (:data:`MARK_ENV`, inherited by every process the
+  run starts unless one execs with a cleaned environment), readable for our own uid or root:
+  this finds ``setsid`` children and double-forked daemons.
+
+Zombies do not count: they run nothing, and their parent (or init) reaps them. Elsewhere than
+Linux only the process group and descendants are found (through psutil).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+#: Set by the local backend in every run's environment: a key unique to the run.
+MARK_ENV = "COSTMETER_RUN_KEY"
+PROC = Path("/proc")
+
+
+@dataclass(frozen=True)
+class ProcStat:
+    """The fields of ``/proc/PID/stat`` tracking needs."""
+
+    pid: int
+    state: str
+    ppid: int
+    pgid: int
+    #: Clock ticks after boot: with the pid, tells a reused pid apart.
+    start: int
+
+    @property
+    def running(self) -> bool:
+        return self.state not in ("Z", "X", "x")
+
+
+def _read(path: str) -> bytes:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        data = os.read(fd, 4096)
+        if len(data) < 4096:
+            return data
+        parts = [data]  # an environment may be longer than one page
+        while chunk := os.read(fd, 65536):
+            parts.append(chunk)
+        return b"".join(parts)
+    finally:
+        os.close(fd)
+
+
+def read_stat(pid: int, proc: Path = PROC) -> ProcStat | None:
+    """``/proc/PID/stat``, or None when the process is gone. (Plain ``os`` calls: a scan
+    reads one per process, and pathlib's overhead doubled its cost.)"""
+    try:
+        raw = _read(f"{proc}/{pid}/stat")
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after its last ')'.
+    fields = raw[raw.rfind(b")") + 2 :].split()
+    try:
+        return ProcStat(pid, fields[0].decode(), int(fields[1]), int(fields[2]), int(fields[19]))
+    except (IndexError, ValueError):
+        return None
+
+
+def read_mark(pid: int, proc: Path = PROC) -> str | None:
+    """The value of :data:`MARK_ENV` the process started with; None without one, or when its
+    environment cannot be read (gone, or another user's)."""
+    try:
+        env = _read(f"{proc}/{pid}/environ")
+    except OSError:
+        return None
+    name = MARK_ENV.encode() + b"="
+    if env.startswith(name):
+        at = len(name)
+    else:
+        found = env.find(b"\0" + name)
+        if found < 0:
+            return None
+        at = found + 1 + len(name)
+    end = env.find(b"\0", at)
+    return env[at : end if end >= 0 else len(env)].decode(errors="replace")
+
+
+class _MarkCache:
+    """The marker of each process, read once per process (pid and start time) and shared by
+    every run's scans: a process's initial environment never changes."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._marks: dict[tuple[int, int], str | None] = {}
+
+    def mark(self, st: ProcStat, proc: Path) -> str | None:
+        with self._lock:
+            if (st.pid, st.start) in self._marks:
+                return self._marks[(st.pid, st.start)]
+        found = read_mark(st.pid, proc)
+        with self._lock:
+            self._marks[(st.pid, st.start)] = found
+        return found
+
+    def keep_only(self, alive: dict[int, ProcStat]) -> None:
+        with self._lock:
+            for pid, start in list(self._marks):
+                st = alive.get(pid)
+                if st is None or st.start != start:
+                    del self._marks[(pid, start)]
+
+
+_caches: dict[Path, _MarkCache] = {}
+_caches_lock = threading.Lock()
+
+
+def _cache_for(proc: Path) -> _MarkCache:
+    with _caches_lock:
+        return _caches.setdefault(proc, _MarkCache())
+
+
+class RunProcesses:
+    """The processes of one run (see the module doc). Thread-safe; each ``scan`` reads /proc.
+
+    ``leader`` is the run's top process, which leads its own process group. Without
+    ``by_group`` (the leader is gone, its number may be someone else's) only the marker and
+    descendants count.
+    """
+
+    def __init__(self, leader: int, mark: str, *, by_group: bool = True, proc: Path = PROC) -> None:
+        self.leader = leader
+        #: The run's process group, or None when it is not to be trusted (see above).
+        self.pgid: int | None = leader if by_group else None
+        self.mark = mark
+        self._proc = proc
+        self._marks = _cache_for(proc)
+        self._lock = threading.Lock()
+        #: pid -> start of every process seen as the run's.
+        self._known: dict[int, int] = {}
+        self.linux = proc.is_dir()
+
+    def forget(self) -> None:
+        """Drop what was learnt about processes (the run is over; frees the memory)."""
+        with self._lock:
+            self._known.clear()
+
+    def scan(self) -> list[int]:
+        """The run's processes that still run, in pid order, the leader first if it runs."""
+        with self._lock:
+            if not self.linux:
+                return self._scan_psutil()
+            return self._scan_proc()
+
+    def _scan_proc(self) -> list[int]:
+        stats: dict[int, ProcStat] = {}
+        for name in os.listdir(self._proc):
+            if name.isdigit():
+                st = read_stat(int(name), self._proc)
+                if st is not None:
+                    stats[st.pid] = st
+        members = {
+            st.pid
+            for st in stats.values()
+            if st.pgid == self.pgid or self._known.get(st.pid) == st.start or self._marked(st)
+        }
+        children: dict[int, list[int]] = {}
+        for st in stats.values():
+            children.setdefault(st.ppid, []).append(st.pid)
+        todo = list(members)
+        while todo:  # descendants of every member, whatever group or session they chose
+            for kid in children.get(todo.pop(), ()):
+                if kid not in members:
+                    members.add(kid)
+                    todo.append(kid)
+        self._known = {pid: stats[pid].start for pid in members}
+        self._marks.keep_only(stats)  # forget the gone: their pids may come back as someone else
+        return _leader_first(self.leader, (p for p in members if stats[p].running))
+
+    def _marked(self, st: ProcStat) -> bool:
+        if not self.mark or not st.running:  # a zombie's environment reads as empty
+            return False
+        return self._marks.mark(st, self._proc) == self.mark
+
+    def _scan_psutil(self) -> list[int]:
+        found: set[int] = set()
+        for pid in [self.leader] if self.pgid is not None else []:
+            try:
+                top = psutil.Process(pid)
+                if top.status() != psutil.STATUS_ZOMBIE:
+                    found.add(pid)
+                found.update(k.pid for k in top.children(recursive=True))
+            except psutil.Error:
+                pass
+        for pid in list(self._known):
+            try:
+                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                    found.add(pid)
+            except psutil.Error:
+                continue
+        self._known = dict.fromkeys(found, 0)
+        return _leader_first(self.leader, found)
+
+
+def _leader_first(leader: int, pids: Iterable[int]) -> list[int]:
+    return sorted(pids, key=lambda p: (p != leader, p))
