@@ -153,6 +153,14 @@ class Served:
             return out
 
 
+BLOCK = threading.Event()
+
+
+def _blocking_route(query: str) -> Response:
+    BLOCK.wait(10)
+    return Response(200, b'{"ok":true}')
+
+
 def _route(query: str) -> Response:
     if query == "fail":
         raise BadRequest("the query says fail.")
@@ -164,10 +172,11 @@ def _route(query: str) -> Response:
 def serve(token: str | None, host: str = "127.0.0.1", **kw: float) -> Iterator[Served]:
     server = AgentServer(
         (host, 0),
-        {"/x": _route},
+        {"/x": _route, "/block": _blocking_route},
         BearerAuth(token),
         request_timeout_s=kw.get("request_timeout_s", 2.0),
         max_connections=int(kw.get("max_connections", 32)),
+        max_per_client=int(kw.get("max_per_client", 32)),
     )
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()
@@ -244,16 +253,46 @@ def test_a_silent_client_is_cut_off_and_others_still_served() -> None:
         assert status_of(reply) == 408 and time.monotonic() - started < 3
 
 
-def test_connections_beyond_the_limit_get_503_at_once() -> None:
-    for srv in serve(None, max_connections=2, request_timeout_s=3.0):
+def test_idle_connections_make_room_for_a_request() -> None:
+    """At the limit, the connection that has waited longest without a request is closed (503)
+    so that a client sending its request at once is served (it used to get the 503)."""
+    for srv in serve(None, max_connections=2, request_timeout_s=5.0):
         idle = [socket.create_connection(("127.0.0.1", srv.port), timeout=5) for _ in range(2)]
         try:
-            time.sleep(0.3)  # both are now held by handler threads
-            assert status_of(srv.request(b"GET /x HTTP/1.1\r\n\r\n")) == 503
+            time.sleep(0.2)
+            assert status_of(srv.request(b"GET /x HTTP/1.1\r\n\r\n")) == 200
+            assert status_of(idle[0].recv(4096)) == 503  # the oldest made room
+            idle[1].settimeout(0.3)
+            with pytest.raises(TimeoutError):
+                idle[1].recv(4096)  # the younger one is still held
         finally:
             for s in idle:
                 s.close()
-        time.sleep(0.3)
+        assert srv.server.refusals.total["evicted"] == 1 and srv.server.refused_busy == 0
+
+
+def _ask_blocking(srv: Served, replies: list[bytes]) -> None:
+    replies.append(srv.request(b"GET /block HTTP/1.1\r\n\r\n"))
+
+
+def test_connections_beyond_the_limit_get_503_when_all_are_being_answered() -> None:
+    for srv in serve(None, max_connections=2, request_timeout_s=5.0):
+        BLOCK.clear()
+        replies: list[bytes] = []
+        busy = [threading.Thread(target=_ask_blocking, args=(srv, replies)) for _ in range(2)]
+        try:
+            for t in busy:
+                t.start()
+            deadline = time.monotonic() + 5
+            while srv.server.admission.open < 2 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            time.sleep(0.1)
+            assert status_of(srv.request(b"GET /x HTTP/1.1\r\n\r\n")) == 503
+        finally:
+            BLOCK.set()
+            for t in busy:
+                t.join(10)
+        assert [status_of(r) for r in replies] == [200, 200]
         assert status_of(srv.request(b"GET /x HTTP/1.1\r\n\r\n")) == 200
         assert srv.server.refused_busy == 1
 
@@ -293,3 +332,18 @@ def test_random_bytes_never_crash_the_server(served: Served, data: bytes) -> Non
     reply = served.request(data, timeout=10)
     # no blank line: the head never ended, the server gives up after its time limit (408)
     assert reply == b"" or reply.startswith(b"HTTP/1.1 ")
+
+
+def test_a_head_sent_byte_by_byte_is_read_whole(served: Served) -> None:
+    data = f"GET /x HTTP/1.1\r\nAuthorization: Bearer {TOKEN}\r\n\r\n".encode()
+    with socket.create_connection(("127.0.0.1", served.port), timeout=10) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for i in range(len(data)):
+            sock.sendall(data[i : i + 1])
+            time.sleep(0.002)
+        assert status_of(sock.recv(4096)) == 200
+
+
+def test_a_target_urlsplit_cannot_read_is_a_400(served: Served) -> None:
+    auth = f"Authorization: Bearer {TOKEN}\r\n".encode()
+    assert status_of(served.request(b"GET //[x HTTP/1.1\r\n" + auth + b"\r\n")) == 400

@@ -15,6 +15,7 @@ import ssl
 import threading
 from pathlib import Path
 from types import FrameType
+from typing import TypeVar
 
 import platformdirs
 
@@ -24,6 +25,7 @@ from costmeter.service.agent.agent import Agent, AgentOptions
 from costmeter.service.agent.auth import ListenRefused, check_listen, is_loopback, parse_listen
 from costmeter.service.tokens import read_token_file
 
+T = TypeVar("T")
 BUFFER_NAME = "agent-buffer.db"
 SIMULATED_BUFFER_NAME = "agent-buffer-simulated.db"
 
@@ -84,7 +86,14 @@ def _options(args: argparse.Namespace) -> AgentOptions:
         simulate=args.simulate,
         seed=args.seed,
         process_scan_interval_s=config.process_scan_interval_s,
+        request_timeout_s=_given(args.request_timeout, config.agent.request_timeout_s),
+        max_connections=_given(args.max_connections, config.agent.max_connections),
+        max_per_client=_given(args.max_per_client, config.agent.max_per_client),
     )
+
+
+def _given(value: T | None, default: T) -> T:
+    return default if value is None else value
 
 
 def run(args: argparse.Namespace) -> int:

@@ -9,7 +9,9 @@ by the recorder alike.
 from __future__ import annotations
 
 import os
+import re
 import stat
+import unicodedata
 from pathlib import Path
 
 import platformdirs
@@ -20,6 +22,35 @@ from costmeter.core.errors import ConfigError
 KEYRING_SERVICE = "costmeter"
 #: A token longer than this is not a token (and must not be read into memory whole).
 MAX_TOKEN_BYTES = 4096
+#: RFC 6750's b64token: what a bearer token may hold (and what an HTTP header can carry).
+_TOKEN_CHARS = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+_ALLOWED = "the letters A-Z and a-z, the digits 0-9 and - . _ ~ + /, with = only at its end"
+NEW_TOKEN_HINT = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+
+
+def check_token(token: str, source: str) -> str:
+    """``token`` if it is a valid bearer token, else ConfigError naming ``source`` and the first
+    refused character by position (the token itself is never shown)."""
+    if _TOKEN_CHARS.fullmatch(token):
+        return token
+    if not token:
+        raise ConfigError(f"{source} is empty: a token is one line of text.")
+    body_end = len(token.rstrip("="))
+    for i, char in enumerate(token):
+        if char == "=" and i < body_end:
+            break
+        if char != "=" and not _TOKEN_CHARS.fullmatch(char):
+            break
+    else:  # pragma: no cover - fullmatch would have accepted it
+        raise ConfigError(f"{source} is not a valid token.")
+    name = unicodedata.name(char, "a control character" if not char.isprintable() else "")
+    shown = f"U+{ord(char):04X} {name}".strip()
+    where = "before its end" if char == "=" else ""
+    raise ConfigError(
+        f"{source} holds a character a token may not hold: character {i + 1} of "
+        f"{len(token)} ({shown}){' ' + where if where else ''}. A bearer token may hold only "
+        f"{_ALLOWED} (RFC 6750); make a new one with {NEW_TOKEN_HINT}."
+    )
 
 
 def default_token_dir() -> Path:
@@ -44,7 +75,8 @@ def check_token_file(path: Path) -> None:
 
 
 def read_token_file(path: Path) -> str:
-    """The token in ``path`` (surrounding whitespace removed), after ``check_token_file``."""
+    """The token in ``path`` (a UTF-8 byte-order mark and surrounding whitespace removed: an
+    editor may add them), after ``check_token_file``; ``check_token`` says what it holds wrong."""
     path = path.expanduser()
     check_token_file(path)
     try:
@@ -55,15 +87,17 @@ def read_token_file(path: Path) -> str:
     if len(raw) > MAX_TOKEN_BYTES:
         raise ConfigError(f"the token file {path} is larger than {MAX_TOKEN_BYTES} bytes.")
     try:
-        token = raw.decode("utf-8").strip()
+        token = raw.decode("utf-8-sig").strip().removeprefix("\ufeff").strip()
     except UnicodeDecodeError as err:
-        raise ConfigError(f"the token file {path} is not UTF-8 text.") from err
+        raise ConfigError(
+            f"the token file {path} is not UTF-8 text (byte {err.start + 1} is not)."
+        ) from None
     if not token or any(c.isspace() for c in token):
         raise ConfigError(
             f"the token file {path} must hold one token on one line (no spaces), and it is "
             + ("empty." if not token else "not.")
         )
-    return token
+    return check_token(token, f"the token file {path}")
 
 
 def keyring_available() -> bool:
@@ -98,7 +132,7 @@ def resolve_token(host: RemoteHostConfig) -> str | None:
                 f"the OS keyring has no token for host {host.name}; enter it again on the "
                 "Hosts page."
             )
-        return token
+        return check_token(token.strip(), f"the OS keyring's token for host {host.name}")
     return None
 
 
@@ -110,9 +144,10 @@ def save_token(
     ``use_keyring`` None means: the keyring when one works, else a file. A file is written as
     mode 0600 in a 0700 folder, replaced atomically.
     """
-    token = token.strip()
+    token = token.strip().removeprefix("\ufeff").strip()
     if not token or any(c.isspace() for c in token):
         raise ConfigError("a token must be one word with no spaces.")
+    check_token(token, "the token")
     if use_keyring is None:
         use_keyring = keyring_available()
     if use_keyring:

@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from costmeter import __version__
 from costmeter.core import Clock, SamplerUnavailable, SystemClock, Tick
@@ -21,12 +22,14 @@ from costmeter.core.model import DeviceInfo, HostInfo, ProcessSample
 from costmeter.sampling.host import HostSampler
 from costmeter.sampling.loop import SamplingLoop
 from costmeter.sampling.nvml import NvmlSampler
-from costmeter.sampling.simulated import PID_BASE, FakeNvml, make_fake_nvml
 from costmeter.service.agent import metrics
 from costmeter.service.agent.api import make_routes
 from costmeter.service.agent.auth import BearerAuth
 from costmeter.service.agent.buffer import TickBuffer
 from costmeter.service.agent.server import AgentServer
+
+if TYPE_CHECKING:  # the simulator is imported only when asked for (never on the NVML path)
+    from costmeter.sampling.simulated import FakeNvml
 
 log = logging.getLogger(__name__)
 MAX_MESSAGES = 50
@@ -45,6 +48,8 @@ class AgentOptions:
     seed: int = 0
     process_scan_interval_s: float = 2.0
     request_timeout_s: float = 5.0
+    max_connections: int = 512
+    max_per_client: int = 32
 
 
 class Agent:
@@ -102,6 +107,8 @@ class Agent:
         """Start the samplers and bind the server (raises OSError when the port is taken)."""
         opts = self.options
         if opts.simulate is not None:
+            from costmeter.sampling.simulated import make_fake_nvml
+
             self._fake = make_fake_nvml(
                 opts.simulate, seed=opts.seed, clock=self._clock, machine=self.hostname
             )
@@ -124,6 +131,8 @@ class Agent:
             BearerAuth(opts.token),
             tls=opts.tls,
             request_timeout_s=opts.request_timeout_s,
+            max_connections=opts.max_connections,
+            max_per_client=opts.max_per_client,
         )
 
     @property
@@ -171,9 +180,11 @@ class Agent:
         self.buffer.put(tick)
 
     def _simulated_process(self, pid: int) -> ProcessSample | None:
-        if self._fake is None or pid < PID_BASE:
+        if self._fake is None:
             return None
-        return self._fake.process_sample(pid)
+        from costmeter.sampling.simulated import PID_BASE
+
+        return self._fake.process_sample(pid) if pid >= PID_BASE else None
 
     def _note(self, message: str) -> None:
         self._messages.append(message[:1000])

@@ -20,6 +20,8 @@ DEFAULT_LIMIT = 600
 MAX_LIMIT = 3600
 #: A page of samples stops before this many bytes of JSON (``more`` then says so).
 MAX_PAGE_BYTES = 16 * 1024 * 1024
+#: Parameters in one query (parse_qs stops there).
+MAX_FIELDS = 8
 
 
 class AgentState(Protocol):
@@ -44,15 +46,24 @@ class AgentState(Protocol):
 
 
 def _query(text: str, allowed: tuple[str, ...]) -> dict[str, str]:
+    """The query's parameters; BadRequest names at most a parameter this endpoint takes, never
+    what the client sent (a malformed 8 KB query must not come back in the answer)."""
+    takes = ", ".join(allowed) if allowed else "no parameters"
     try:
-        parsed = parse_qs(text, keep_blank_values=True, strict_parsing=bool(text), max_num_fields=8)
-    except ValueError as err:
-        raise BadRequest(f"the query string is malformed: {err}.") from err
+        parsed = parse_qs(
+            text, keep_blank_values=True, strict_parsing=bool(text), max_num_fields=MAX_FIELDS
+        )
+    except ValueError:
+        raise BadRequest(
+            f"the query string is malformed: give at most {MAX_FIELDS} NAME=VALUE parameters "
+            f"joined by &; this endpoint takes {takes}."
+        ) from None
     out: dict[str, str] = {}
     for key, values in parsed.items():
         if key not in allowed:
-            takes = ", ".join(allowed) if allowed else "no parameters"
-            raise BadRequest(f"unknown parameter '{key[:40]}'; this endpoint takes {takes}.")
+            raise BadRequest(
+                f"the query has a parameter this endpoint does not take (it takes {takes})."
+            )
         if len(values) != 1:
             raise BadRequest(f"the parameter '{key}' is given more than once.")
         out[key] = values[0]

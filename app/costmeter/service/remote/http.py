@@ -19,6 +19,7 @@ from pathlib import Path
 
 from costmeter import __version__
 from costmeter.core.errors import CostmeterError
+from costmeter.service.tokens import check_token
 
 UNREACHABLE = "unreachable"
 AUTH = "auth"
@@ -58,7 +59,9 @@ class Fetcher:
         ca_file: Path | None = None,
         total_s: float | None = None,
     ) -> None:
-        self.token = token
+        # Refused here, once, with a sentence: a header cannot carry it (http.client would
+        # raise UnicodeEncodeError on every request).
+        self.token = check_token(token, "the token") if token is not None else None
         self.timeout_s = timeout_s
         #: A whole answer must arrive within this (a trickling server is cut off).
         self.total_s = total_s if total_s is not None else max(timeout_s * 6, 30.0)
