@@ -7,7 +7,7 @@ import pytest
 
 from costmeter.core import DEVICE_METRICS, SamplerUnavailable, SimulatedClock
 from costmeter.sampling.nvml import NvmlSampler
-from costmeter.sampling.simulated import FakeNvml, make_fake_nvml
+from costmeter.sampling.simulated import PID_BASE, FakeNvml, make_fake_nvml
 
 T0 = 1_700_000_000.0
 
@@ -112,7 +112,7 @@ def test_pascal_board_has_no_energy_counter_without_injection() -> None:
         ("nvmlDeviceGetTemperature", {"temp_c"}, 1),
         # SM and memory clocks are two readings of one function: each is dropped once.
         ("nvmlDeviceGetClockInfo", {"sm_clock_mhz", "mem_clock_mhz"}, 2),
-        ("nvmlDeviceGetComputeRunningProcesses", {"processes"}, 1),
+        ("nvmlDeviceGetComputeRunningProcesses_v3", {"processes"}, 1),
         ("nvmlDeviceGetProcessUtilization", {"process_util"}, 1),
     ],
 )
@@ -140,26 +140,48 @@ def test_each_reading_can_be_unsupported(function: str, metrics: set[str], readi
 def test_function_missing_from_an_older_driver_counts_as_unsupported() -> None:
     clock, fake, sampler = _open("a100:train")
     missing = pynvml.NVML_ERROR_FUNCTION_NOT_FOUND
-    fake.inject_error(0, "nvmlDeviceGetTotalEnergyConsumption", missing)
-
-    def mismatch(handle: object) -> list[object]:
-        raise pynvml.NVMLLibraryMismatchError("Unversioned function called ...")
-
-    fake.nvmlDeviceGetComputeRunningProcesses = mismatch  # type: ignore[method-assign]
-    sampler.close()
-    sampler.open()  # binds the replaced function
+    fake.inject_error(0, "nvmlDeviceGetTotalEnergyConsumption", missing, times=-1)
+    for suffix in ("_v3", "_v2", ""):  # a driver with no process call at all
+        fake.inject_error(0, f"nvmlDeviceGetComputeRunningProcesses{suffix}", missing, times=-1)
     for _ in range(2):
         (s,) = sampler.sample()
         clock.advance(1.0)
     assert s.energy_mj is None and s.processes == () and s.power_w is not None
     assert sampler.devices[0].unsupported == {"energy_mj", "processes"}
-    assert fake.call_count("nvmlInit") == 2 and len(sampler.devices) == 1
+    assert len(sampler.devices) == 1
+
+
+@pytest.mark.parametrize(
+    ("missing", "used"),
+    [
+        (("_v3",), "nvmlDeviceGetComputeRunningProcesses_v2"),
+        (("_v3", "_v2"), "nvmlDeviceGetComputeRunningProcesses"),
+    ],
+)
+def test_process_list_falls_back_to_older_calls(missing: tuple[str, ...], used: str) -> None:
+    clock, fake, sampler = _open("a100:train")
+    for suffix in missing:
+        fake.inject_error(
+            0,
+            f"nvmlDeviceGetComputeRunningProcesses{suffix}",
+            pynvml.NVML_ERROR_FUNCTION_NOT_FOUND,
+            -1,
+        )
+    for _ in range(3):
+        (s,) = sampler.sample()
+        clock.advance(1.0)
+    assert len(s.processes) == 1 and s.processes[0].used_memory
+    assert sampler.process_calls()["Compute"] == used
+    assert fake.call_count(used, 0) == 3
+    # The newer calls were tried once, on the first tick, and never again.
+    assert all(fake.call_count(f"nvmlDeviceGetComputeRunningProcesses{x}", 0) == 1 for x in missing)
+    assert sampler.devices[0].unsupported == frozenset()
 
 
 def test_transient_error_costs_one_value_for_one_tick() -> None:
     clock, fake, sampler = _open("h100:train")
     fake.inject_error(0, "nvmlDeviceGetPowerUsage", pynvml.NVML_ERROR_UNKNOWN, times=1)
-    fake.inject_error(0, "nvmlDeviceGetComputeRunningProcesses", pynvml.NVML_ERROR_TIMEOUT)
+    fake.inject_error(0, "nvmlDeviceGetComputeRunningProcesses_v3", pynvml.NVML_ERROR_TIMEOUT)
     (s,) = sampler.sample()
     assert s.power_w is None and s.processes == () and s.gpu_util is not None
     clock.advance(1.0)
@@ -206,7 +228,7 @@ def test_gpu_lost_before_open_is_reported_as_lost() -> None:
 
 def test_lost_on_process_list_marks_device_lost() -> None:
     _, fake, sampler = _open("a100:train")
-    fake.inject_error(0, "nvmlDeviceGetComputeRunningProcesses", pynvml.NVML_ERROR_GPU_IS_LOST)
+    fake.inject_error(0, "nvmlDeviceGetComputeRunningProcesses_v3", pynvml.NVML_ERROR_GPU_IS_LOST)
     (s,) = sampler.sample()
     assert s.lost and s.gpu_util is None
     assert sampler.sample()[0].lost
@@ -303,3 +325,79 @@ def test_sampler_as_context_manager() -> None:
     with NvmlSampler(fake) as sampler:
         assert len(sampler.sample()) == 2
     assert fake.call_count("nvmlShutdown") == 1
+
+
+MIG_SPEC = "h100:train:mig=3g.40gb+2g.20gb+1g.10gb*2"
+
+
+def test_simulated_mig_gpu_lists_mig_devices_and_keeps_energy_on_the_gpu() -> None:
+    clock, fake, sampler = _open(MIG_SPEC)
+    parent, *migs = sampler.devices
+    assert [m.name for m in migs] == [
+        "NVIDIA H100 80GB HBM3 MIG 3g.40gb",
+        "NVIDIA H100 80GB HBM3 MIG 2g.20gb",
+        "NVIDIA H100 80GB HBM3 MIG 1g.10gb",
+        "NVIDIA H100 80GB HBM3 MIG 1g.10gb",
+    ]
+    assert len({m.uuid for m in migs}) == 4 and all(m.uuid.startswith("MIG-") for m in migs)
+    assert parent.memory_reserved == 479 * 1024**2
+    clock.advance(10.0)
+    gpu, big, *small = sampler.sample()
+    # The train process runs on the 3g.40gb: its memory is a share of the MIG device's.
+    (proc,) = big.processes
+    assert proc.pid >= PID_BASE and proc.used_memory is not None
+    assert 0.6 * 40448 * 1024**2 < proc.used_memory < 40448 * 1024**2
+    assert big.mem_used == proc.used_memory + 26 * 1024**2
+    assert [s.mem_used for s in small] == [17 * 1024**2, 9 * 1024**2, 9 * 1024**2]
+    assert gpu.processes == () and gpu.gpu_util is None  # NVML has none in MIG mode
+    # Energy and power only on the GPU: a 3g.40gb of seven slices at ~95 % draws well under
+    # the limit, above idle.
+    assert gpu.energy_mj is not None and gpu.energy_mj > 0 and gpu.power_w is not None
+    assert 70 < gpu.power_w < 400
+    assert all(s.power_w is None and s.energy_mj is None for s in (big, *small))
+    assert "gpu_util" not in sampler.devices[0].unsupported
+    # The GPU's aggregate list (root only in MIG mode) is never asked; each MIG device's is.
+    assert fake.call_count("nvmlDeviceGetComputeRunningProcesses_v3", 0) == 0
+    mig_handles = fake.nvmlDeviceGetHandleByIndex(0).mig_handles
+    assert [h.calls["nvmlDeviceGetComputeRunningProcesses_v3"] for h in mig_handles] == [1] * 4
+
+
+def test_simulated_mig_process_attaches_to_a_chosen_mig_device() -> None:
+    clock, fake, sampler = _open(MIG_SPEC)
+    fake.attach_process(0, PID_BASE + 77, "memory-bound", instance=2)
+    clock.advance(1.0)
+    samples = sampler.sample()
+    assert [p.pid for p in samples[3].processes] == [PID_BASE + 77]
+    assert samples[3].mem_used is not None and samples[3].mem_used > 9 * 1024**2
+    with pytest.raises(ValueError, match="no MIG device 9"):
+        fake.attach_process(0, PID_BASE + 78, "train", instance=9)
+    plain = make_fake_nvml("a100")
+    with pytest.raises(ValueError, match="not in MIG mode"):
+        plain.attach_process(0, PID_BASE + 79, "train", instance=0)
+
+
+def test_mig_devices_are_priced_on_their_gpu_once() -> None:
+    from costmeter.cost.pricing import load_default_pricing
+
+    _, _, sampler = _open(MIG_SPEC)
+    pricing = load_default_pricing()
+    parent, *migs = sampler.devices
+    assert pricing.gpu_price(parent.name).hourly > 0
+    assert all(pricing.gpu_price(m.name).priced_elsewhere for m in migs)
+    assert all(pricing.gpu_price(m.name).hourly == 0 for m in migs)
+
+
+def test_simulated_gpu_without_mig_answers_mig_mode_like_nvml() -> None:
+    _, fake, sampler = _open("a100:train,t4:idle")
+    a100, t4 = (fake.nvmlDeviceGetHandleByIndex(i) for i in range(2))
+    with pytest.raises(pynvml.NVMLError_NotSupported):  # no MIG profiles simulated for it
+        fake.nvmlDeviceGetMigMode(a100)
+    with pytest.raises(pynvml.NVMLError_NotSupported):
+        fake.nvmlDeviceGetMigMode(t4)
+    assert len(sampler.sample()) == 2 and sampler.drain_messages() == []
+    h100 = make_fake_nvml("h100")
+    h100.nvmlInit()
+    h = h100.nvmlDeviceGetHandleByIndex(0)
+    assert h100.nvmlDeviceGetMigMode(h) == [0, 0]
+    with pytest.raises(pynvml.NVMLError_NotFound):
+        h100.nvmlDeviceGetMigDeviceHandleByIndex(h, 0)

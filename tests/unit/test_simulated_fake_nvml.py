@@ -73,7 +73,7 @@ def _call_all(fake: FakeNvml, handle: Any) -> list[tuple[str, Any]]:
             args = (handle, pynvml.NVML_TEMPERATURE_GPU)
         elif name in ("nvmlDeviceGetClockInfo", "nvmlDeviceGetMaxClockInfo"):
             args = (handle, pynvml.NVML_CLOCK_SM)
-        elif name == "nvmlDeviceGetProcessUtilization":
+        elif name in ("nvmlDeviceGetProcessUtilization", "nvmlDeviceGetMigDeviceHandleByIndex"):
             args = (handle, 0)
         else:
             args = (handle,)[: min(n, 1)]

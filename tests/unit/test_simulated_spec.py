@@ -69,3 +69,26 @@ def test_factory_builds_the_fleet() -> None:
     assert fake.seed == 4 and fake.clock is clock
     with pytest.raises(ValueError):
         make_fake_nvml("k80")
+
+
+def test_mig_devices_in_the_spec() -> None:
+    assert parse_spec("h100:train:mig=3g.40gb+2g.20gb+1g.10gb*2, h100:mig=1g.10gb") == [
+        SimDeviceSpec("h100", "train", ("3g.40gb", "2g.20gb", "1g.10gb", "1g.10gb")),
+        SimDeviceSpec("h100", "train", ("1g.10gb",)),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("spec", "problem"),
+    [
+        ("a100:train:mig=1g.10gb", "'a100' has no MIG profiles (MIG is simulated on: h100)"),
+        ("h100:mig=9g.99gb", "unknown MIG profile '9g.99gb' for h100"),
+        ("h100:mig=3g.40gb*3", "need 9 of h100's 7 slices"),
+        ("h100:train:mig", "is not mig=PROFILE+PROFILE*N"),
+        ("h100:mig=1g.10gb*0", "a whole count of at least 1"),
+    ],
+)
+def test_bad_mig_spec_names_the_problem(spec: str, problem: str) -> None:
+    with pytest.raises(ValueError, match="Invalid --simulate value") as err:
+        parse_spec(spec)
+    assert problem in str(err.value)

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import argparse
 import os
+from importlib import metadata
 from pathlib import Path
 
 from costmeter import __version__
 from costmeter.cli.common import load_config_from, resolve_db
 from costmeter.config import Config, default_config_path
-from costmeter.core import ConfigError, SamplerUnavailable
+from costmeter.core import ConfigError, SamplerUnavailable, StoreError
+from costmeter.core.model import DeviceInfo
 from costmeter.core.units import format_bytes
+from costmeter.cost.pricing import Pricing
 from costmeter.sampling.nvml import NvmlSampler
 from costmeter.sampling.rapl import RaplReader
-from costmeter.sampling.simulated import make_fake_nvml
 from costmeter.store import Store
 
 METRIC_LABELS = {
@@ -21,7 +23,7 @@ METRIC_LABELS = {
     "mem_util": "memory utilisation",
     "mem_used": "memory used",
     "power_w": "power",
-    "energy_mj": "total energy counter (energy is estimated from power)",
+    "energy_mj": "total energy counter",
     "temp_c": "temperature",
     "sm_clock_mhz": "SM clock",
     "mem_clock_mhz": "memory clock",
@@ -63,39 +65,93 @@ def _check_config(out: Checklist, args: argparse.Namespace) -> Config | None:
     return config
 
 
+def _bindings_version() -> str:
+    """Which ``pynvml`` Costmeter calls NVML through: the installed nvidia-ml-py, or (if another
+    copy comes first on the path) that file."""
+    try:
+        import pynvml
+    except ImportError:
+        return "no pynvml (nvidia-ml-py is not installed)"
+    where = Path(getattr(pynvml, "__file__", "") or "?")
+    try:
+        dist = metadata.distribution("nvidia-ml-py")
+    except metadata.PackageNotFoundError:
+        return f"pynvml from {where} (no nvidia-ml-py installed)"
+    if where.resolve() == Path(str(dist.locate_file("pynvml.py"))).resolve():
+        return f"nvidia-ml-py {dist.version}"
+    return f"pynvml from {where} (not the installed nvidia-ml-py {dist.version})"
+
+
 def _check_nvml(out: Checklist, args: argparse.Namespace, config: Config | None) -> None:
-    nvml = make_fake_nvml(args.simulate, seed=args.seed) if args.simulate else None
+    bindings = _bindings_version()
+    if args.simulate:
+        try:  # the simulator is imported only when asked for
+            from costmeter.sampling.simulated import make_fake_nvml
+
+            nvml = make_fake_nvml(args.simulate, seed=args.seed)
+        except ValueError as exc:
+            out.line("problem", "nvml", str(exc))
+            return
+        path = f"simulated NVML (the simulator, with {bindings}'s errors and structs)"
+    else:
+        nvml = None
+        path = f"real NVML through {bindings}"
     sampler = NvmlSampler(nvml)
     try:
-        devices = sampler.open()
+        sampler.open()
     except SamplerUnavailable as exc:
-        out.line("warning", "nvml", str(exc))
+        out.line("warning", "nvml", f"{exc} Path: {path}.")
         _check_device_nodes(out)
-        return
-    except ValueError as exc:
-        out.line("problem", "nvml", str(exc))
         return
     try:
         sampler.sample()  # one reading finds the metrics this driver does not support
-        sampler.drain_messages()
+        notes = sampler.drain_messages()
         devices = sampler.devices
         kind = "simulated" if args.simulate else "NVIDIA"
-        out.line(
-            "ok", "nvml", f"{kind} driver {sampler.driver_version() or '?'}, {len(devices)} GPU(s)"
-        )
+        gpus = sum(1 for d in devices if " MIG " not in f" {d.name} ")
+        migs = len(devices) - gpus
+        count = f"{gpus} GPU(s)" + (f" and {migs} MIG device(s)" if migs else "")
+        out.line("ok", "nvml", f"{kind} driver {sampler.driver_version() or '?'}, {count}")
+        out.line("ok", "nvml", f"path: {path}")
+        calls = sampler.process_calls()
+        if calls.get("Compute"):
+            out.line("ok", "nvml", f"process list through {calls['Compute']}")
         pricing = config.pricing() if config is not None else None
+        in_mig = sampler.mig_gpus()
         for d in devices:
-            labels = sorted(METRIC_LABELS.get(m, m) for m in d.unsupported)
-            na = f"; not supported: {', '.join(labels)}" if labels else ""
-            out.line("ok", f"gpu {d.index}", f"{d.name}, {format_bytes(d.memory_total)}{na}")
-            if pricing is not None and not pricing.gpu_price(d.name).known:
-                out.line(
-                    "warning",
-                    f"gpu {d.index}",
-                    f"no hourly price for '{d.name}': add a [[cost.gpu]] row to the config.",
-                )
+            _device_lines(out, d, pricing, d.uuid in in_mig)
+        for note in notes:
+            if "MIG" in note:
+                out.line("ok", "nvml", note)
     finally:
         sampler.close()
+
+
+def _device_lines(out: Checklist, d: DeviceInfo, pricing: Pricing | None, in_mig: bool) -> None:
+    topic = f"gpu {d.index}"
+    reserved = (
+        f" (the driver reserves {format_bytes(d.memory_reserved)})" if d.memory_reserved else ""
+    )
+    out.line("ok", topic, f"{d.name}, {format_bytes(d.memory_total)}{reserved}")
+    if " MIG " in f" {d.name} ":
+        out.line("ok", topic, "MIG device: memory and processes (the rest is its GPU's)")
+        return
+    # In MIG mode the GPU has no utilisation, and its processes are listed per MIG device.
+    off = {"gpu_util", "mem_util", "processes", "process_util"} if in_mig else set()
+    read = [label for m, label in METRIC_LABELS.items() if m not in d.unsupported | off]
+    out.line("ok", topic, f"measured: {', '.join(read) or 'nothing'}")
+    if in_mig:
+        out.line("ok", topic, "MIG mode: utilisation and processes are not read on the GPU")
+    if d.unsupported:
+        labels = [label for m, label in METRIC_LABELS.items() if m in d.unsupported]
+        then = "; energy is estimated from power" if "energy_mj" in d.unsupported else ""
+        out.line("ok", topic, f"not supported: {', '.join(labels)}{then}")
+    if pricing is not None and not pricing.gpu_price(d.name).known:
+        out.line(
+            "warning",
+            topic,
+            f"no hourly price for '{d.name}': add a [[cost.gpu]] row to the config.",
+        )
 
 
 def _check_device_nodes(out: Checklist) -> None:
@@ -118,7 +174,11 @@ def _check_database(out: Checklist, db: Path) -> None:
     if not db.exists():
         out.line("ok", "database", f"{db} does not exist yet; recording will create it.")
         return
-    store = Store.open(db)
+    try:
+        store = Store.open(db)  # reads only: a damaged or locked file is reported, not moved
+    except StoreError as err:
+        out.line("problem", "database", str(err))
+        return
     try:
         if store.notice:
             out.line("problem", "database", store.notice)

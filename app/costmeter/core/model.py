@@ -41,6 +41,9 @@ class DeviceInfo:
     #: Metric names (from ``DEVICE_METRICS`` or "processes", "process_util") that raised
     #: NotSupported on this device and are no longer asked for.
     unsupported: frozenset[str] = frozenset()
+    #: Bytes the driver reserves for itself (NVML memory info v2 ``reserved``, R510+): part of
+    #: every ``mem_used``, never freeable by a process. None where unknown.
+    memory_reserved: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

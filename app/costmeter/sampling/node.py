@@ -25,14 +25,16 @@ import os
 import socket
 import threading
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from costmeter.core.clock import Clock, SystemClock
 from costmeter.core.errors import SamplerUnavailable
 from costmeter.core.model import Tick
 from costmeter.sampling.host import HostSampler
 from costmeter.sampling.nvml import NvmlSampler
-from costmeter.sampling.simulated import FakeNvml, make_fake_nvml
+
+if TYPE_CHECKING:  # the simulator is imported only when asked for (never on the NVML path)
+    from costmeter.sampling.simulated import FakeNvml
 
 #: Bumped when the dict ``NodeSampler.sample`` returns changes shape.
 FORMAT = 1
@@ -75,6 +77,8 @@ class NodeSampler:
         self.fake: FakeNvml | None = None
         self._profiles: dict[int, str] = {}
         if simulate is not None:
+            from costmeter.sampling.simulated import make_fake_nvml
+
             self.fake = make_fake_nvml(simulate, seed=seed, clock=clock)
             for dev in self.fake.devices:
                 # The runs are the simulated GPUs' only workload, as with `costmeter run`.

@@ -102,6 +102,7 @@ def encode_device(dev: DeviceInfo) -> dict[str, Any]:
         "uuid": dev.uuid,
         "name": dev.name,
         "memory_total": dev.memory_total,
+        "memory_reserved": dev.memory_reserved,
         "power_limit_w": f.finite(dev.power_limit_w),
         "architecture": dev.architecture,
         "compute_capability": (
@@ -139,6 +140,8 @@ def decode_device(obj: object) -> DeviceInfo:
         uuid=uuid,
         name=f.req_text(d, "name", what),
         memory_total=f.req_whole(d, "memory_total", what),
+        # Older agents do not send it.
+        memory_reserved=f.whole(d, "memory_reserved", what, optional=True),
         power_limit_w=f.num(d, "power_limit_w", what, 0.0, 1e6, optional=True),
         architecture=f.text(d, "architecture", what, optional=True),
         compute_capability=cc,

@@ -11,7 +11,7 @@ import math
 import threading
 from collections.abc import Iterable
 
-from costmeter.sampling.simulated.models import MIB, GpuModel
+from costmeter.sampling.simulated.models import MIB, GpuModel, MigProfile
 from costmeter.sampling.simulated.noise import uniforms, uniforms8
 from costmeter.sampling.simulated.profiles import PHASE_WINDOW_S, Profile
 
@@ -23,6 +23,7 @@ class SimProcess:
         "cmdline",
         "cpu_acc",
         "create_time",
+        "instance",
         "name",
         "pid",
         "profile",
@@ -41,8 +42,11 @@ class SimProcess:
         cmdline: str,
         create_time: float,
         user: str = "sim",
+        instance: int | None = None,
     ) -> None:
         self.pid = pid
+        #: The MIG device (its slot) the process runs on; None without MIG.
+        self.instance = instance
         self.profile = profile
         self.name = name
         self.cmdline = cmdline
@@ -78,6 +82,7 @@ class DevState:
         "mem_clock_mhz",
         "mem_used",
         "mem_util",
+        "mig_used",
         "power_mw",
         "procs",
         "sec",
@@ -96,8 +101,11 @@ class DevState:
         sm_clock_mhz: int,
         mem_clock_mhz: int,
         procs: tuple[ProcRow, ...],
+        mig_used: tuple[int, ...] = (),
     ) -> None:
         self.sec = sec
+        #: Bytes used on each MIG device (its own overhead included), in slot order.
+        self.mig_used = mig_used
         self.gpu_util = gpu_util
         self.mem_util = mem_util
         self.mem_used = mem_used
@@ -119,8 +127,10 @@ class SimDevice:
         #: Replaced, never mutated, so readers can iterate without the lock.
         self.processes: tuple[SimProcess, ...] = ()
         self.lost_at: float | None = None
+        #: MIG devices by slot while MIG mode is on (set once, at creation).
+        self.mig: tuple[MigProfile, ...] = ()
         self._total = model.memory_total
-        self._reserved = (model.memory_mib // 160) * MIB
+        self._reserved = model.memory_reserved
         self._lock = threading.RLock()
         self._cur: DevState | None = None
         self._prev: DevState | None = None
@@ -151,9 +161,14 @@ class SimDevice:
             p.window = window
         return p.window_busy
 
-    def _loads(self, sec: int) -> tuple[tuple[float, ...], list[ProcRow], float, float, int]:
-        """Device uniforms, process rows, GPU %, memory %, bytes held by processes."""
-        seed, index, total = self.seed, self.index, self._total
+    def _loads(
+        self, sec: int
+    ) -> tuple[tuple[float, ...], list[ProcRow], float, float, int, list[int]]:
+        """Device uniforms, process rows, GPU %, memory %, bytes held by processes, and bytes
+        held on each MIG device. On a MIG device a process's share is of that device's memory,
+        and its work counts for the physical GPU by the device's share of the compute slices."""
+        seed, index, total, mig = self.seed, self.index, self._total, self.mig
+        mig_held = [0] * len(mig)
         # One draw serves the device (v[0:3]) and its first process (v[3:6]); further
         # processes draw their own, keyed by PID.
         v = uniforms8(seed, index, -1, sec)
@@ -170,12 +185,20 @@ class SimDevice:
             prof = p.profile
             busy = prof.phased and self._busy(p, sec)
             pg, pm, frac, cpu = prof.load(u0, u1, u2, sec - p.start_sec, busy)
-            used = int(frac * total) // MIB * MIB
+            slot = p.instance
+            if slot is not None and slot < len(mig):
+                share = mig[slot].slices / 7.0
+                used = int(frac * mig[slot].memory_mib * MIB) // MIB * MIB
+                mig_held[slot] += used
+            else:
+                share = 1.0
+                used = int(frac * total) // MIB * MIB
             held += used
-            gpu += pg
-            mem += pm
+            gpu += pg * share
+            mem += pm * share
             rows.append((p, used, round(pg), round(pm), cpu))
-        return v, rows, (gpu if gpu < 100.0 else 100.0), (mem if mem < 100.0 else 100.0), held
+        gpu = gpu if gpu < 100.0 else 100.0
+        return v, rows, gpu, (mem if mem < 100.0 else 100.0), held, mig_held
 
     def _power_mw(self, noise: float, f: float) -> int:
         """Power for load fraction ``f``: idle + (limit - idle) x f, a little noise, clamped."""
@@ -190,14 +213,16 @@ class SimDevice:
 
     def _compute(self, sec: int) -> DevState:
         m = self.model
-        v, rows, gpu, mem, held = self._loads(sec)
+        v, rows, gpu, mem, held, mig_held = self._loads(sec)
         f = load_fraction(gpu, mem)
         temp = m.idle_temp_c + (m.load_temp_c - m.idle_temp_c) * f + (v[1] - 0.5) * 2.0
         if gpu < 1.0:
             sm = m.idle_sm_mhz
         else:
             sm = int(m.max_sm_mhz * (1.0 - 0.06 * f) - 30.0 * v[2]) // 15 * 15
-        used = self._reserved + held
+        mig_used = tuple(h + p.idle_used_mib * MIB for h, p in zip(mig_held, self.mig, strict=True))
+        # v1 "used": the driver's reservation, the MIG devices' own overhead, the processes.
+        used = self._reserved + held + sum(p.idle_used_mib * MIB for p in self.mig)
         return DevState(
             sec,
             round(gpu),
@@ -208,6 +233,7 @@ class SimDevice:
             sm,
             m.max_mem_mhz if rows else m.idle_mem_mhz,
             tuple(rows),
+            mig_used,
         )
 
     # -- integrals --------------------------------------------------------------------------
@@ -231,7 +257,7 @@ class SimDevice:
                 energy += st.power_mw
                 rows: Iterable[ProcRow] = st.procs
             else:  # only what the integrals need: no temperature, clocks or DevState
-                v, rows, gpu, mem, _ = loads(s)
+                v, rows, gpu, mem, _, _ = loads(s)
                 energy += power(v[0], load_fraction(gpu, mem))
             for row in rows:
                 row[0].cpu_acc += row[4]

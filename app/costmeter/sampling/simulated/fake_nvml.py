@@ -19,13 +19,11 @@ import pynvml
 from costmeter.core.clock import Clock, SystemClock
 from costmeter.core.model import ProcessSample
 from costmeter.sampling.simulated.device import DevState, SimDevice, SimProcess
-from costmeter.sampling.simulated.models import MODELS
+from costmeter.sampling.simulated.models import MIB, MODELS
 from costmeter.sampling.simulated.noise import hex_digest
+from costmeter.sampling.simulated.pids import PID_BASE
 from costmeter.sampling.simulated.profiles import get_profile
 from costmeter.sampling.simulated.spec import SimDeviceSpec, parse_spec
-
-#: Simulated PIDs start above Linux's largest pid_max (4194304), so they never name a real process.
-PID_BASE = 5_000_000
 
 _NVMLError = pynvml.NVMLError
 _floor = math.floor
@@ -35,18 +33,43 @@ _UTIL = struct.Struct("@II").pack
 _MEM = struct.Struct("@QQQ").pack
 _MEM_V2 = struct.Struct("@IQQQQ").pack
 _PROC_UTIL = struct.Struct("@IQIIII").pack
-# The struct pynvml turns into the nvmlFriendlyObject it returns for each running process.
-_PID, _USED, _GI, _CI = (f[0] for f in pynvml.c_nvmlProcessInfo_v2_t._fields_)
+# The fields of the nvmlProcessInfo_t pynvml turns into the nvmlFriendlyObject it returns for
+# each running process (named here: nvidia-ml-py 12.535.77 has no c_nvmlProcessInfo_v2_t).
+_PID, _USED, _GI, _CI = "pid", "usedGpuMemory", "gpuInstanceId", "computeInstanceId"
+#: What a MIG device handle answers; anything else is NotSupported there, as on real drivers
+#: (power, energy, temperature, clocks and utilisation belong to the physical GPU).
+_MIG_OK = frozenset(
+    {
+        "nvmlDeviceGetName",
+        "nvmlDeviceGetUUID",
+        "nvmlDeviceGetMemoryInfo",
+        "nvmlDeviceGetArchitecture",
+        "nvmlDeviceGetCudaComputeCapability",
+        "nvmlDeviceIsMigDeviceHandle",
+        "nvmlDeviceGetGpuInstanceId",
+        "nvmlDeviceGetComputeInstanceId",
+        "nvmlDeviceGetDeviceHandleFromMigDeviceHandle",
+    }
+    | {
+        f"nvmlDeviceGet{kind}RunningProcesses{suffix}"
+        for kind in ("Compute", "Graphics")
+        for suffix in ("", "_v2", "_v3")
+    }
+)
 
 
 class FakeHandle:
     """Opaque per-device handle (pynvml's is a ``c_nvmlDevice_t`` pointer)."""
 
-    __slots__ = ("calls", "device", "faults", "index", "memory_hidden")
+    __slots__ = ("calls", "device", "faults", "index", "memory_hidden", "mig", "mig_handles")
 
-    def __init__(self, device: SimDevice) -> None:
+    def __init__(self, device: SimDevice, mig: int | None = None) -> None:
         self.device = device
         self.index = device.index
+        #: The MIG device slot this handle names; None for the physical GPU.
+        self.mig = mig
+        #: The physical GPU's MIG device handles, by slot.
+        self.mig_handles: tuple[FakeHandle, ...] = ()
         #: function name -> [NVML error code, calls left or -1 for always]
         self.faults: dict[str, list[int]] = {
             name: [pynvml.NVML_ERROR_NOT_SUPPORTED, -1] for name in device.model.unsupported
@@ -56,7 +79,8 @@ class FakeHandle:
         self.calls: dict[str, int] = {}
 
     def __repr__(self) -> str:
-        return f"<FakeHandle GPU {self.index} {self.device.model.name}>"
+        where = "" if self.mig is None else f" MIG {self.mig}"
+        return f"<FakeHandle GPU {self.index}{where} {self.device.model.name}>"
 
 
 def _raise_fault(handle: FakeHandle, function: str) -> NoReturn:
@@ -83,7 +107,10 @@ class FakeNvml:
     NVMLError_FunctionNotFound = pynvml.NVMLError_FunctionNotFound
     NVMLError_GpuIsLost = pynvml.NVMLError_GpuIsLost
     NVMLError_Unknown = pynvml.NVMLError_Unknown
-    NVMLLibraryMismatchError = pynvml.NVMLLibraryMismatchError
+    # Not in nvidia-ml-py 12.535.x: None there (the sampler then catches nothing by it).
+    NVMLLibraryMismatchError = getattr(pynvml, "NVMLLibraryMismatchError", None)
+    NVML_DEVICE_MIG_DISABLE = 0
+    NVML_DEVICE_MIG_ENABLE = 1
     NVML_TEMPERATURE_GPU = pynvml.NVML_TEMPERATURE_GPU
     NVML_CLOCK_GRAPHICS = pynvml.NVML_CLOCK_GRAPHICS
     NVML_CLOCK_SM = pynvml.NVML_CLOCK_SM
@@ -92,7 +119,7 @@ class FakeNvml:
     NVML_VALUE_NOT_AVAILABLE_ulonglong = pynvml.NVML_VALUE_NOT_AVAILABLE_ulonglong
     c_nvmlMemory_t = pynvml.c_nvmlMemory_t
     c_nvmlUtilization_t = pynvml.c_nvmlUtilization_t
-    c_nvmlProcessInfo_v2_t = pynvml.c_nvmlProcessInfo_v2_t
+    c_nvmlProcessInfo_v2_t = getattr(pynvml, "c_nvmlProcessInfo_v2_t", pynvml.c_nvmlProcessInfo_t)
     c_nvmlProcessUtilizationSample_t = pynvml.c_nvmlProcessUtilizationSample_t
 
     def __init__(
@@ -129,14 +156,22 @@ class FakeNvml:
             h = hex_digest(*parts)
             uuid = f"GPU-{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
             dev = SimDevice(i, model, seed=seed, uuid=uuid, origin_sec=origin)
+            dev.mig = tuple(p for p in (model.mig_profile(n) for n in spec.mig) if p is not None)
             profile = get_profile(spec.profile)
             if profile.has_process:
                 pid = PID_BASE + 100 * i + 1
                 proc = SimProcess(
-                    pid, profile, name="python", cmdline=profile.cmdline, create_time=origin
+                    pid,
+                    profile,
+                    name="python",
+                    cmdline=profile.cmdline,
+                    create_time=origin,
+                    instance=0 if dev.mig else None,
                 )
                 dev.processes = (proc,)
-            handles.append(FakeHandle(dev))
+            handle = FakeHandle(dev)
+            handle.mig_handles = tuple(FakeHandle(dev, slot) for slot in range(len(dev.mig)))
+            handles.append(handle)
         self._handles: tuple[FakeHandle, ...] = tuple(handles)
 
     @classmethod
@@ -186,8 +221,17 @@ class FakeNvml:
         cmdline: str | None = None,
         create_time: float | None = None,
         user: str = "sim",
+        instance: int | None = None,
     ) -> None:
-        """Put process ``pid`` on GPU ``index``, running ``profile`` from now on."""
+        """Put process ``pid`` on GPU ``index`` (on its MIG device ``instance`` when the GPU is
+        in MIG mode: the first one unless said), running ``profile`` from now on."""
+        dev = self._handles[index].device
+        if dev.mig:
+            instance = 0 if instance is None else instance
+            if not 0 <= instance < len(dev.mig):
+                raise ValueError(f"GPU {index} has no MIG device {instance}")
+        elif instance is not None:
+            raise ValueError(f"GPU {index} is not in MIG mode")
         prof = get_profile(profile)
         now = self.clock.now()
         proc = SimProcess(
@@ -197,6 +241,7 @@ class FakeNvml:
             cmdline=prof.cmdline if cmdline is None else cmdline,
             create_time=now if create_time is None else create_time,
             user=user,
+            instance=instance,
         )
         proc.start_sec = max(proc.start_sec, math.floor(now))
         self._handles[index].device.add_process(proc, now)
@@ -249,6 +294,8 @@ class FakeNvml:
             raise _NVMLError(pynvml.NVML_ERROR_GPU_IS_LOST)
         if handle.faults and function in handle.faults:
             _raise_fault(handle, function)
+        if handle.mig is not None and function not in _MIG_OK:
+            raise _NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
         return dev, t
 
     def _now_state(self, handle: object, function: str) -> DevState:
@@ -265,6 +312,8 @@ class FakeNvml:
             raise _NVMLError(pynvml.NVML_ERROR_GPU_IS_LOST)
         if handle.faults and function in handle.faults:
             _raise_fault(handle, function)
+        if handle.mig is not None and function not in _MIG_OK:
+            raise _NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
         return dev.state(_floor(t))
 
     # -- the pynvml API: library and system -------------------------------------------------
@@ -309,10 +358,17 @@ class FakeNvml:
     # -- static device information ------------------------------------------------------------
 
     def nvmlDeviceGetName(self, handle: object) -> str:
-        return self._enter(handle, "nvmlDeviceGetName")[0].model.name
+        dev = self._enter(handle, "nvmlDeviceGetName")[0]
+        slot = handle.mig if isinstance(handle, FakeHandle) else None
+        return dev.model.name if slot is None else f"{dev.model.name} MIG {dev.mig[slot].name}"
 
     def nvmlDeviceGetUUID(self, handle: object) -> str:
-        return self._enter(handle, "nvmlDeviceGetUUID")[0].uuid
+        dev = self._enter(handle, "nvmlDeviceGetUUID")[0]
+        slot = handle.mig if isinstance(handle, FakeHandle) else None
+        if slot is None:
+            return dev.uuid
+        h = hex_digest(dev.uuid, "mig", slot)
+        return f"MIG-{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
 
     def nvmlDeviceGetPowerManagementLimit(self, handle: object) -> int:
         dev = self._enter(handle, "nvmlDeviceGetPowerManagementLimit")[0]
@@ -341,15 +397,27 @@ class FakeNvml:
 
     def nvmlDeviceGetUtilizationRates(self, handle: object) -> Any:
         st = self._now_state(handle, "nvmlDeviceGetUtilizationRates")
+        if st.mig_used or (isinstance(handle, FakeHandle) and handle.device.mig):
+            # "On MIG-enabled GPUs, querying device utilization rates is not currently supported."
+            raise _NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
         return pynvml.c_nvmlUtilization_t.from_buffer_copy(_UTIL(st.gpu_util, st.mem_util))
 
     def nvmlDeviceGetMemoryInfo(self, handle: object, version: int | None = None) -> Any:
         dev, t = self._enter(handle, "nvmlDeviceGetMemoryInfo")
-        used = dev.state(_floor(t)).mem_used
-        total = dev.model.memory_total
+        slot = handle.mig if isinstance(handle, FakeHandle) else None
+        if slot is not None:  # a MIG device: its own memory, no reservation of its own
+            total = dev.mig[slot].memory_mib * MIB
+            used = dev.state(_floor(t)).mig_used[slot]
+            reserved = 0
+        else:
+            # v1 "used" includes the driver's reservation; v2 gives it apart.
+            used = dev.state(_floor(t)).mem_used
+            total = dev.model.memory_total
+            reserved = min(used, dev.model.memory_reserved)
         if not version:
             return pynvml.c_nvmlMemory_t.from_buffer_copy(_MEM(total, total - used, used))
-        reserved = min(used, dev.model.memory_mib // 160 * 1024 * 1024)
+        if version != pynvml.nvmlMemory_v2:
+            raise _NVMLError(pynvml.NVML_ERROR_ARGUMENT_VERSION_MISMATCH)
         packed = _MEM_V2(version, total, reserved, total - used, used - reserved)
         return pynvml.c_nvmlMemory_v2_t.from_buffer_copy(packed)
 
@@ -376,19 +444,100 @@ class FakeNvml:
             return st.sm_clock_mhz * 9 // 10
         raise _NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
 
-    def nvmlDeviceGetComputeRunningProcesses(self, handle: object) -> list[Any]:
-        st = self._now_state(handle, "nvmlDeviceGetComputeRunningProcesses")
-        hidden = isinstance(handle, FakeHandle) and handle.memory_hidden
+    def _running(self, handle: object, function: str, graphics: bool = False) -> list[Any]:
+        st = self._now_state(handle, function)
+        assert isinstance(handle, FakeHandle)
+        slot = handle.mig
+        if slot is None and handle.device.mig:
+            # In MIG mode the GPU's aggregate list needs privileges a normal user lacks.
+            raise _NVMLError(pynvml.NVML_ERROR_NO_PERMISSION)
+        if graphics:
+            return []  # simulated workloads have compute contexts only
         out = []
+        gi = ci = _UNAVAILABLE_UINT
+        if slot is not None:
+            gi, ci = slot + 1, 0
         for row in st.procs:
+            if row[0].instance != slot:
+                continue
             # pynvml turns NVML_VALUE_NOT_AVAILABLE into None; so does the fake.
-            mem = None if hidden else row[1]
-            fields = {_PID: row[0].pid, _USED: mem, _GI: _UNAVAILABLE_UINT, _CI: _UNAVAILABLE_UINT}
+            mem = None if handle.memory_hidden else row[1]
+            fields = {_PID: row[0].pid, _USED: mem, _GI: gi, _CI: ci}
             out.append(pynvml.nvmlFriendlyObject(fields))
         return out
 
+    def nvmlDeviceGetComputeRunningProcesses_v3(self, handle: object) -> list[Any]:
+        return self._running(handle, "nvmlDeviceGetComputeRunningProcesses_v3")
+
+    def nvmlDeviceGetComputeRunningProcesses_v2(self, handle: object) -> list[Any]:
+        return self._running(handle, "nvmlDeviceGetComputeRunningProcesses_v2")
+
+    def nvmlDeviceGetComputeRunningProcesses(self, handle: object) -> list[Any]:
+        return self._running(handle, "nvmlDeviceGetComputeRunningProcesses")
+
+    def nvmlDeviceGetGraphicsRunningProcesses_v3(self, handle: object) -> list[Any]:
+        return self._running(handle, "nvmlDeviceGetGraphicsRunningProcesses_v3", graphics=True)
+
+    def nvmlDeviceGetGraphicsRunningProcesses_v2(self, handle: object) -> list[Any]:
+        return self._running(handle, "nvmlDeviceGetGraphicsRunningProcesses_v2", graphics=True)
+
+    def nvmlDeviceGetGraphicsRunningProcesses(self, handle: object) -> list[Any]:
+        return self._running(handle, "nvmlDeviceGetGraphicsRunningProcesses", graphics=True)
+
+    # -- MIG ----------------------------------------------------------------------------------
+
+    def _mig_parent(self, handle: object, function: str) -> FakeHandle:
+        dev = self._enter(handle, function)[0]
+        assert isinstance(handle, FakeHandle)
+        if not dev.model.mig_profiles:
+            raise _NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+        if handle.mig is not None:
+            raise _NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+        return handle
+
+    def nvmlDeviceGetMigMode(self, device: object) -> list[int]:
+        handle = self._mig_parent(device, "nvmlDeviceGetMigMode")
+        mode = int(bool(handle.device.mig))
+        return [mode, mode]
+
+    def nvmlDeviceGetMaxMigDeviceCount(self, device: object) -> int:
+        self._mig_parent(device, "nvmlDeviceGetMaxMigDeviceCount")
+        return 7
+
+    def nvmlDeviceGetMigDeviceHandleByIndex(self, device: object, index: int) -> FakeHandle:
+        handle = self._mig_parent(device, "nvmlDeviceGetMigDeviceHandleByIndex")
+        if not 0 <= index < 7:
+            raise _NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+        if index >= len(handle.mig_handles):
+            raise _NVMLError(pynvml.NVML_ERROR_NOT_FOUND)
+        return handle.mig_handles[index]
+
+    def nvmlDeviceIsMigDeviceHandle(self, device: object) -> bool:
+        self._enter(device, "nvmlDeviceIsMigDeviceHandle")
+        return isinstance(device, FakeHandle) and device.mig is not None
+
+    def nvmlDeviceGetGpuInstanceId(self, device: object) -> int:
+        self._enter(device, "nvmlDeviceGetGpuInstanceId")
+        if not isinstance(device, FakeHandle) or device.mig is None:
+            raise _NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+        return device.mig + 1
+
+    def nvmlDeviceGetComputeInstanceId(self, device: object) -> int:
+        self._enter(device, "nvmlDeviceGetComputeInstanceId")
+        if not isinstance(device, FakeHandle) or device.mig is None:
+            raise _NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+        return 0
+
+    def nvmlDeviceGetDeviceHandleFromMigDeviceHandle(self, migDevice: object) -> FakeHandle:
+        self._enter(migDevice, "nvmlDeviceGetDeviceHandleFromMigDeviceHandle")
+        if not isinstance(migDevice, FakeHandle) or migDevice.mig is None:
+            raise _NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+        return self._handles[migDevice.index]
+
     def nvmlDeviceGetProcessUtilization(self, handle: object, timeStamp: int) -> list[Any]:
         st = self._now_state(handle, "nvmlDeviceGetProcessUtilization")
+        if st.mig_used:
+            raise _NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
         stamp = st.sec * 1_000_000
         if not st.procs or stamp <= timeStamp:
             # NVML has no sample newer than timeStamp.

@@ -21,6 +21,19 @@ MIB = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
+class MigProfile:
+    """A MIG GPU-instance profile as ``nvidia-smi`` shows it on a real board."""
+
+    name: str
+    #: Compute slices of the GPU's seven.
+    slices: int
+    memory_mib: int
+    sm_count: int
+    #: What an idle instance of this profile shows as used (the instance's own overhead).
+    idle_used_mib: int
+
+
+@dataclass(frozen=True, slots=True)
 class GpuModel:
     key: str
     #: The name NVML reports (``nvmlDeviceGetName``).
@@ -39,10 +52,23 @@ class GpuModel:
     load_temp_c: int
     #: pynvml function names that raise ``NVMLError_NotSupported`` on this board.
     unsupported: frozenset[str] = frozenset()
+    #: What the driver reserves (memory info v2 ``reserved``; part of v1 ``used``). None: no
+    #: capture of this board, so the estimate ``memory_mib // 160`` is used.
+    reserved_mib: int | None = None
+    #: MIG profiles this board offers, by name; empty: no MIG.
+    mig_profiles: tuple[MigProfile, ...] = ()
 
     @property
     def memory_total(self) -> int:
         return self.memory_mib * MIB
+
+    @property
+    def memory_reserved(self) -> int:
+        mib = self.reserved_mib if self.reserved_mib is not None else self.memory_mib // 160
+        return mib * MIB
+
+    def mig_profile(self, name: str) -> MigProfile | None:
+        return next((p for p in self.mig_profiles if p.name == name), None)
 
 
 MODELS: dict[str, GpuModel] = {
@@ -77,6 +103,13 @@ MODELS: dict[str, GpuModel] = {
             idle_mem_mhz=2619,
             idle_temp_c=30,
             load_temp_c=70,
+            # nvidia_gpu_exporter's H100 captures (driver 590.48.01), see tests/data/nvml.
+            reserved_mib=479,
+            mig_profiles=(
+                MigProfile("3g.40gb", 3, 40448, 60, 26),
+                MigProfile("2g.20gb", 2, 20096, 32, 17),
+                MigProfile("1g.10gb", 1, 9984, 16, 9),
+            ),
         ),
         GpuModel(
             key="rtx4090",
