@@ -42,7 +42,7 @@ def test_statuses_are_written_and_read_back(db: Path) -> None:
             HostStatus("box", "http://box:9464", "agent", "connected", 100.0, 99.5), urgent=True
         )
         table.put(HostStatus("127.0.0.1:1", "http://127.0.0.1:1", "agent", "disconnected"))
-        table.forget("127.0.0.1:1")
+        table.forget("http://127.0.0.1:1")
         table.put(HostStatus("gpu7", "http://gpu7:9400", "prometheus", "error", error="401"))
     finally:
         table.stop()
@@ -53,6 +53,26 @@ def test_statuses_are_written_and_read_back(db: Path) -> None:
     ]
     assert rows[0].lag_s == pytest.approx(10.5)
     assert rows[0].last_contact == 100.0
+
+
+def test_two_sources_reporting_one_name_keep_a_row_each(db: Path) -> None:
+    """Keyed by name, the refused second exporter overwrote the first's row: report then
+    showed the host connected through the wrong URL, or hid the refusal."""
+    table = StatusTable(db, flush_interval=0.05)
+    table.start()
+    try:
+        table.put(HostStatus("gpu7", "http://gpu7:9400", "prometheus", "connected", 100.0, 99.0))
+        table.put(
+            HostStatus("gpu7", "http://gpu7:9100", "prometheus", "error", error="same host"),
+            urgent=True,
+        )
+    finally:
+        table.stop()
+    rows = read_statuses(db, now=110.0)
+    assert [(r.name, r.url, r.state) for r in rows] == [
+        ("gpu7", "http://gpu7:9100", "error"),
+        ("gpu7", "http://gpu7:9400", "connected"),
+    ]
 
 
 def test_a_failed_pull_keeps_the_last_contact_time(db: Path) -> None:
@@ -124,3 +144,30 @@ def test_report_shows_disconnected_hosts(db: Path, capsys: pytest.CaptureFixture
     data = json.loads(capsys.readouterr().out)
     states = {h["name"]: h["state"] for h in data["remote_hosts"]}
     assert states == {"gpu-box-1": "disconnected", "ok-box": "connected"}
+
+
+def test_migration_4_keeps_the_rows_of_a_version_3_database(tmp_path: Path) -> None:
+    from costmeter.store.schema import MIGRATIONS, migrate
+
+    path = tmp_path / "v3.db"
+    conn = connect(path)
+    migrate(conn, str(path), MIGRATIONS[:3])
+    conn.execute(
+        "INSERT INTO remote_hosts (name, url, kind, state, last_contact, newest_sample,"
+        " last_error, updated) VALUES ('gpu7', 'http://gpu7:9400', 'prometheus', 'connected',"
+        " 100.0, 99.0, NULL, 100.0)"
+    )
+    conn.commit()
+    conn.close()
+    Store.open(path).close()  # migrates to the newest version
+    (row,) = read_statuses(path, now=110.0)
+    assert (row.name, row.url, row.state, row.newest_sample) == (
+        "gpu7", "http://gpu7:9400", "connected", 99.0,
+    )  # fmt: skip
+    table = StatusTable(path, flush_interval=0.05)
+    table.start()
+    try:
+        table.put(HostStatus("gpu7", "http://gpu7:9100", "prometheus", "error", error="x"))
+    finally:
+        table.stop()
+    assert [r.url for r in read_statuses(path)] == ["http://gpu7:9100", "http://gpu7:9400"]

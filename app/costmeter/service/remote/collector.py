@@ -31,6 +31,9 @@ from costmeter.service.remote.status import (
 )
 from costmeter.service.remote.status_db import StatusTable, newest_sample
 
+#: The longest a scrape target's ticks are held back to spread an energy counter's step.
+HOLD_S = 120.0
+
 log = logging.getLogger(__name__)
 
 StatusCallback = Callable[[HostStatus], None]
@@ -64,7 +67,7 @@ class _HostWorker:
         self.config = config
         self.poller: AgentPoller | ScrapePoller
         if config.kind == "prometheus":
-            self.poller = ScrapePoller(config, interval_s=collector.interval_s)
+            self.poller = ScrapePoller(config, interval_s=collector.interval_s, max_hold_s=HOLD_S)
         else:
             self.poller = AgentPoller(
                 config,
@@ -120,6 +123,18 @@ class _HostWorker:
                 delay = self._failed(ERROR, f"collecting failed unexpectedly: {err}")
             if delay > 0:
                 self.stop_event.wait(delay)
+        self._flush()
+
+    def _flush(self) -> None:
+        """Write what the poller held back (ticks whose energy step had not come yet)."""
+        if not isinstance(self.poller, ScrapePoller):
+            return
+        held = self.poller.flush()
+        if held and self.collector._names.get(self.name) is self:
+            try:
+                self.ingest.ingest(held)
+            except Exception:
+                log.exception("Writing the last readings of %s failed.", self.config.url)
 
     def _apply(self, result: PollResult) -> float:
         name = self.name
@@ -132,12 +147,7 @@ class _HostWorker:
             )
         holder = self.collector._claim(name, self)
         if holder is not None:
-            raise RemoteError(
-                f"{netloc(self.config.url)} reports the host name {name}, which "
-                f"{netloc(holder.config.url)} already has: give each agent its own --name "
-                "(or name them in [hosts.NAME] tables).",
-                "config",
-            )
+            raise RemoteError(_same_name(name, self.config, holder.config), "config")
         if result.readings:
             if self.poller.interval_s != self.ingest_interval_s:  # the agent said its own
                 self._new_ingest(self.poller.interval_s)
@@ -189,8 +199,6 @@ class _HostWorker:
         changed = old.state != status.state or old.error != status.error
         table = self.collector.status_table
         if table is not None:
-            if old.name != status.name:
-                table.forget(old.name)
             table.put(status, urgent=changed)
         if changed and self.collector.on_status is not None:
             try:
@@ -232,7 +240,8 @@ class RemoteCollector:
         self.on_message = on_message
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
-        self._sink = _Sink(sink, on_tick, live_s=max(5.0, 5 * interval_s))
+        # Scrape targets hold ticks back while spreading an energy step (up to HOLD_S).
+        self._sink = _Sink(sink, on_tick, live_s=max(5.0, 5 * interval_s) + HOLD_S)
         self._hosts = [h for h in hosts if h.enabled]
         self._workers: dict[tuple[str, str, str], _HostWorker] = {}
         self._newest: dict[str, float] = {}
@@ -277,7 +286,7 @@ class RemoteCollector:
                 worker = self._workers.pop(key)
                 worker.stop_event.set()
                 if self.status_table is not None:
-                    self.status_table.forget(worker.status.name)
+                    self.status_table.forget(worker.config.url)
             for host in wanted:
                 if _key(host) not in self._workers:
                     self._add(host)
@@ -324,6 +333,21 @@ class RemoteCollector:
             self.on_message(text)
         else:
             log.warning("%s", text)
+
+
+def _same_name(name: str, mine: RemoteHostConfig, theirs: RemoteHostConfig) -> str:
+    """Why a second source of one host name is refused, and what to do instead."""
+    if mine.kind == theirs.kind == "prometheus":
+        return (
+            f"{netloc(mine.url)} and {netloc(theirs.url)} are exporters of the same host, "
+            f"{name}: give them as one scrape target so their series make one host, "
+            f"--scrape '{theirs.url},{mine.url}' (or url = \"{theirs.url} {mine.url}\" in "
+            f"[hosts.{name}])."
+        )
+    return (
+        f"{netloc(mine.url)} reports the host name {name}, which {netloc(theirs.url)} "
+        "already has: give each agent its own --name (or name them in [hosts.NAME] tables)."
+    )
 
 
 def _key(host: RemoteHostConfig) -> tuple[str, str, str]:

@@ -8,9 +8,11 @@ when it wants to be polled next. Failures are :class:`RemoteError`; the worker t
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,9 +22,18 @@ from costmeter.core.model import DeviceInfo, HostInfo, Tick
 from costmeter.sampling import node, wire
 from costmeter.service.remote import dcgm, node_exporter
 from costmeter.service.remote.agent_client import BACKFILL_LIMIT, LIVE_LIMIT, AgentClient
+from costmeter.service.remote.energy_spread import EnergySpreader
 from costmeter.service.remote.http import PROTOCOL, Fetcher, RemoteError, netloc
-from costmeter.service.remote.prom import MAX_BYTES, PromParseError, parse_metrics
+from costmeter.service.remote.prom import (
+    MAX_BYTES,
+    MAX_LINE_BYTES,
+    ParseStats,
+    PromParseError,
+    parse_metrics,
+)
 from costmeter.service.tokens import resolve_token
+
+log = logging.getLogger(__name__)
 
 Reading = dict[str, Any]
 #: A remote clock further ahead than this is refused: its samples would hide later ones.
@@ -161,7 +172,15 @@ def _wanted(name: str) -> bool:
 
 
 class ScrapePoller:
-    """Reads exporters' /metrics each interval; DCGM and node_exporter series make one tick."""
+    """Reads exporters' /metrics each interval; DCGM and node_exporter series make one tick.
+
+    Several URLs of one machine (dcgm-exporter and node_exporter) are one target. The host
+    is named, in order of preference, by a Kubernetes node label on the DCGM series, by
+    node_exporter's ``nodename``, by dcgm-exporter's ``Hostname``/``hostname`` label (in
+    Kubernetes that can be the exporter pod's name, which changes on every rollout), else
+    by the first URL's host:port. Messages about the page (values dropped, devices cut,
+    no ``modelName``) are given once each as notes.
+    """
 
     kind = "prometheus"
 
@@ -172,6 +191,7 @@ class ScrapePoller:
         interval_s: float,
         timeout_s: float = 5.0,
         ca_file: Path | None = None,
+        max_hold_s: float = 120.0,
     ) -> None:
         self.config = config
         self.interval_s = interval_s
@@ -183,10 +203,21 @@ class ScrapePoller:
         self._fetcher: Fetcher | None = None
         self._dcgm = dcgm.DcgmMapper()
         self._node = node_exporter.NodeExporterMapper()
+        self._spread = EnergySpreader(max_hold_s=max_hold_s)
         self.name: str | None = config.name or None
+        #: (metric, reason) -> values dropped since the start (DCGM blanks, impossible values).
+        self.dropped: Counter[tuple[str, str]] = Counter()
+        #: GPU uuid -> the Kubernetes workloads dcgm-exporter last saw on it.
+        self.pods: Mapping[str, tuple[dcgm.PodRef, ...]] = {}
+        self._said: set[str] = set()
+        self._pending: list[str] = []
 
     def reset(self) -> None:
         self._fetcher = None
+
+    def flush(self) -> list[Reading]:
+        """Readings held back to spread an energy step (given to the store when stopping)."""
+        return self._spread.flush()
 
     def poll(self) -> PollResult:
         started = time.monotonic()
@@ -195,16 +226,17 @@ class ScrapePoller:
                 token=resolve_token(self.config), timeout_s=self._timeout_s, ca_file=self._ca_file
             )
         samples: dict[str, list[Any]] = {}
+        stats = ParseStats()
         for url in self.urls:
             body = self._fetcher.get(url, max_bytes=MAX_BYTES, accept="text/plain")
             try:
-                for key, value in parse_metrics(body, keep=_wanted).items():
+                for key, value in parse_metrics(body, keep=_wanted, stats=stats).items():
                     samples.setdefault(key, []).extend(value)
             except PromParseError as err:
                 raise RemoteError(f"{netloc(url)}: {err}", PROTOCOL) from None
         ts = time.time()
         if self.name is None:
-            self.name = _reported_name(samples) or netloc(self.urls[0])
+            self.name = self._pick_name(samples)
         name = self.name
         gpus = self._dcgm.map(samples, host=name, ts=ts)
         host = self._node.map(samples, host=name, ts=ts)
@@ -214,6 +246,8 @@ class ScrapePoller:
                 "(node_exporter) series Costmeter reads.",
                 PROTOCOL,
             )
+        self.pods = gpus.pods
+        notes = self._notes(name, gpus, stats, samples)
         info = host.info or HostInfo(hostname=name, cpu_count=1, cpu_model="", memory_total=0)
         devices: tuple[DeviceInfo, ...] = gpus.devices
         reading: Reading = {
@@ -224,19 +258,85 @@ class ScrapePoller:
         }
         elapsed = time.monotonic() - started
         return PollResult(
-            [renamed(reading, name)],
+            self._spread.push(renamed(reading, name)),
             max(0.0, self.interval_s - elapsed),
             xids=[(uuid, ts, code) for uuid, code in gpus.xids],
+            note="\n".join(notes) or None,
         )
 
+    def _pick_name(self, samples: dict[str, list[Any]]) -> str:
+        node_label = _dcgm_label(samples, dcgm.NODE_LABELS)
+        if node_label:
+            return node_label
+        nodename = _nodename(samples)
+        if nodename:
+            return nodename
+        hostname = _dcgm_label(samples, dcgm.HOST_LABELS)
+        if hostname:
+            if "dcgm-exporter" in hostname:
+                self._say_once(
+                    f"{netloc(self.urls[0])} names its host {hostname}, which looks like "
+                    "the dcgm-exporter pod's name and changes on every rollout: give the node's "
+                    "name with [hosts.NAME] (or set NODE_NAME in the exporter's pod), or scrape "
+                    "node_exporter with it (--scrape 'DCGM_URL,NODE_EXPORTER_URL')."
+                )
+            return hostname
+        return netloc(self.urls[0])
 
-def _reported_name(samples: dict[str, list[Any]]) -> str | None:
-    """dcgm-exporter's ``Hostname`` label, else node_exporter's ``nodename``."""
+    def _notes(
+        self,
+        name: str,
+        gpus: dcgm.DcgmReading,
+        stats: ParseStats,
+        samples: dict[str, list[Any]],
+    ) -> list[str]:
+        self.dropped.update(gpus.dropped)
+        new = {k: n for k, n in gpus.dropped.items() if f"dropped {k}" not in self._said}
+        for key in new:
+            self._said.add(f"dropped {key}")
+        if new:
+            self._say_once(
+                f"{name}: dropped values that are not readings: "
+                + "; ".join(dcgm.describe_dropped(new))
+                + ". They are left out (counted in the recorder's log), not stored."
+            )
+        if gpus.devices_skipped:
+            self._say_once(
+                f"{name}: the page names more than {dcgm.MAX_DEVICES} GPUs; the first "
+                f"{dcgm.MAX_DEVICES} are read and {gpus.devices_skipped} more are left out."
+            )
+        if stats.long_lines:
+            self._say_once(
+                f"{name}: {stats.long_lines} line(s) of the metrics page were longer than "
+                f"{MAX_LINE_BYTES // 1024} KiB and were skipped."
+            )
+        if gpus.devices and _dcgm_label(samples, dcgm.MODEL_LABELS) is None:
+            self._say_once(
+                f"{name}: dcgm-exporter sends no modelName label (2.x does not), so its GPUs "
+                "are named 'NVIDIA GPU' and get no price: use dcgm-exporter 3.x or later."
+            )
+        out, self._pending = self._pending, []
+        return out
+
+    def _say_once(self, text: str) -> None:
+        if text not in self._said:
+            self._said.add(text)
+            self._pending = [*self._pending, text]
+            log.warning("%s", text)
+
+
+def _dcgm_label(samples: dict[str, list[Any]], names: tuple[str, ...]) -> str | None:
+    """The first value of a label (in any of its spellings ``names``) on a DCGM series."""
     for metric, series in samples.items():
         if dcgm.wanted(metric):
             for s in series:
-                if s.labels.get("Hostname"):
-                    return str(s.labels["Hostname"])[:255]
+                found = dcgm.label(s.labels, names)
+                if found:
+                    return found[:255]
+    return None
+
+
+def _nodename(samples: dict[str, list[Any]]) -> str | None:
     for s in samples.get("node_uname_info", ()):
         if s.labels.get("nodename"):
             return str(s.labels["nodename"])[:255]

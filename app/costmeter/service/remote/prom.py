@@ -10,6 +10,7 @@ series that Costmeter does not read). Anything the parser cannot read becomes a
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
@@ -20,6 +21,7 @@ from costmeter.core.errors import CostmeterError
 MAX_BYTES = 16 * 1024 * 1024
 MAX_LINES = 100_000
 MAX_LINE_BYTES = 64 * 1024
+_NAME = re.compile(r"[^{\s]*")
 
 
 class PromParseError(CostmeterError):
@@ -38,12 +40,8 @@ Samples = dict[str, list[PromSample]]
 
 def _name_of(line: str) -> str:
     """The metric name a sample line starts with (up to ``{`` or whitespace)."""
-    end = len(line)
-    for i, ch in enumerate(line):
-        if ch == "{" or ch.isspace():
-            end = i
-            break
-    return line[:end]
+    match = _NAME.match(line)
+    return match.group(0) if match else ""
 
 
 def _comment_name(line: str) -> str | None:
@@ -54,23 +52,33 @@ def _comment_name(line: str) -> str | None:
     return None
 
 
-def _select(text: str, keep: Callable[[str], bool] | None) -> Iterator[str]:
+@dataclass
+class ParseStats:
+    """What :func:`parse_metrics` left out of a page it read."""
+
+    #: Lines of metrics that were asked for but longer than MAX_LINE_BYTES (skipped).
+    long_lines: int = 0
+
+
+def _select(text: str, keep: Callable[[str], bool] | None, stats: ParseStats) -> Iterator[str]:
+    """The lines of the metrics asked for; a metric not read is never looked at further, so
+    a huge label on it costs nothing, and an over-long line of one that is read is skipped
+    (and counted) rather than refusing the page."""
     if text.count("\n") >= MAX_LINES:
         raise PromParseError(f"the metrics page has more than {MAX_LINES} lines.")
-    for number, raw in enumerate(text.split("\n"), start=1):
+    for raw in text.split("\n"):
         line = raw.removesuffix("\r")
-        if len(line) > MAX_LINE_BYTES:
-            raise PromParseError(
-                f"line {number} of the metrics page is longer than {MAX_LINE_BYTES} characters."
-            )
         stripped = line.strip()
         if not stripped:
             continue
         if stripped.startswith("#"):
-            name = _comment_name(stripped)
+            name = _comment_name(stripped[:1024])
             if name is None or (keep is not None and not keep(name)):
                 continue
         elif keep is not None and not keep(_name_of(stripped)):
+            continue
+        if len(line) > MAX_LINE_BYTES:
+            stats.long_lines += 1
             continue
         yield line
 
@@ -86,10 +94,16 @@ def decode_page(data: bytes) -> str:
         ) from err
 
 
-def parse_metrics(data: bytes | str, *, keep: Callable[[str], bool] | None = None) -> Samples:
+def parse_metrics(
+    data: bytes | str,
+    *,
+    keep: Callable[[str], bool] | None = None,
+    stats: ParseStats | None = None,
+) -> Samples:
     """Parse a /metrics page into samples by name; ``keep(name)`` selects the metrics read.
 
-    Raises :class:`PromParseError` for input that is too large or not in the text format.
+    ``stats``, if given, is told what was skipped. Raises :class:`PromParseError` for input
+    that is too large or not in the text format.
     """
     from prometheus_client.parser import text_string_to_metric_families
 
@@ -98,7 +112,7 @@ def parse_metrics(data: bytes | str, *, keep: Callable[[str], bool] | None = Non
         raise PromParseError(f"the metrics page is larger than {MAX_BYTES // (1024 * 1024)} MiB.")
     if "\x00" in text:
         raise PromParseError("the metrics page holds a NUL character: it is not Prometheus text.")
-    selected = "\n".join(_select(text, keep))
+    selected = "\n".join(_select(text, keep, stats if stats is not None else ParseStats()))
     out: Samples = {}
     try:
         for family in text_string_to_metric_families(selected):

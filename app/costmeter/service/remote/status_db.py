@@ -3,6 +3,10 @@
 The collector's threads only hand statuses and XID events to :class:`StatusTable`; one thread
 writes them in one transaction at most every ``flush_interval`` seconds (sooner when a host's
 state changes), on a connection of its own, so sampling never waits on the disk.
+
+Rows are keyed by the source's URL (schema migration 4): two sources that report one host
+name (two exporters of one machine given apart, or two agents named alike) keep a row each,
+so the one that is refused shows as refused instead of overwriting the other.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ EVENT_TRIES = 30
 _UPSERT = (
     "INSERT INTO remote_hosts (name, url, kind, state, last_contact, newest_sample,"
     " last_error, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT(name) DO UPDATE SET url = excluded.url, kind = excluded.kind,"
+    " ON CONFLICT(url) DO UPDATE SET name = excluded.name, kind = excluded.kind,"
     " state = excluded.state, last_contact = coalesce(excluded.last_contact, last_contact),"
     " newest_sample = coalesce(excluded.newest_sample, newest_sample),"
     " last_error = excluded.last_error, updated = excluded.updated"
@@ -76,17 +80,17 @@ class StatusTable:
 
     def put(self, status: HostStatus, *, urgent: bool = False) -> None:
         with self._cond:
-            self._dirty[status.name] = status
-            self._forget.discard(status.name)
+            self._dirty[status.url] = status
+            self._forget.discard(status.url)
             if urgent:
                 self._urgent = True
             self._cond.notify_all()
 
-    def forget(self, name: str) -> None:
-        """Remove a host's row (a placeholder name replaced by the name the host reported)."""
+    def forget(self, url: str) -> None:
+        """Remove a source's row (it is no longer collected from)."""
         with self._cond:
-            self._dirty.pop(name, None)
-            self._forget.add(name)
+            self._dirty.pop(url, None)
+            self._forget.add(url)
             self._cond.notify_all()
 
     def add_xid(self, uuid: str, ts: float, code: int) -> None:
@@ -144,8 +148,8 @@ class StatusTable:
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                for name in forget:
-                    conn.execute("DELETE FROM remote_hosts WHERE name = ?", (name,))
+                for url in forget:
+                    conn.execute("DELETE FROM remote_hosts WHERE url = ?", (url,))
                 conn.executemany(
                     _UPSERT,
                     [
@@ -167,7 +171,7 @@ class StatusTable:
             self._report(f"the remote hosts' status could not be saved in {self.db_path}: {err}")
             with self._cond:  # keep what was not written, newer statuses win
                 for s in statuses:
-                    self._dirty.setdefault(s.name, s)
+                    self._dirty.setdefault(s.url, s)
                 self._events = events + self._events
             return
         if retry:
@@ -195,7 +199,7 @@ def read_statuses(db_path: Path, now: float | None = None) -> list[HostStatus]:
     try:
         rows = conn.execute(
             "SELECT name, url, kind, state, last_contact, newest_sample, last_error"
-            " FROM remote_hosts ORDER BY name"
+            " FROM remote_hosts ORDER BY name, url"
         ).fetchall()
     except sqlite3.Error:
         return []
