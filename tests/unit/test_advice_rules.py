@@ -9,9 +9,10 @@ import pytest
 
 from costmeter.advice import engine
 from costmeter.advice.facts import AdviceFacts, DeviceFacts, GpuOption, RunFacts, Series
-from costmeter.advice.gpu_memory import memory_gb_for
+from costmeter.advice.gpu_memory import memory_gb_for, reserved_estimate
 from costmeter.advice.model import Recommendation
-from costmeter.advice.rules.compute import idle_gpu, input_bound, underused_gpu
+from costmeter.advice.rules.compute import input_bound, underused_gpu
+from costmeter.advice.rules.idle import idle_gpu
 from costmeter.advice.rules.memory import cheapest_fit, memory_headroom, memory_pressure
 from costmeter.advice.stats import evidence_series, percentile, stretches
 from costmeter.advice.thresholds import Thresholds
@@ -69,13 +70,18 @@ T = Thresholds()
 
 
 @pytest.mark.parametrize(("minutes", "fires"), [(9, False), (11, True)])
-def test_idle_needs_ten_minutes_in_a_row(minutes: int, fires: bool) -> None:
-    busy = [90.0] * 60
+def test_idle_needs_ten_minutes_of_quiet(minutes: int, fires: bool) -> None:
     idle = [1.0] * int(minutes * 60 / STEP)
-    recs = idle_gpu(facts(device(busy + idle + busy)), T)
+    recs = idle_gpu(facts(device(idle)), T)
     assert bool(recs) is fires
     if fires:
         assert recs[0].evidence.values["idle_s"] == pytest.approx(minutes * 60, abs=STEP)
+
+
+def test_a_pause_between_bursts_is_not_idle() -> None:
+    # Busy 10 minutes, quiet 30, busy 10: the old rule fired on the 30-minute pause.
+    busy = [90.0] * 60
+    assert idle_gpu(facts(device(busy + [1.0] * 180 + busy)), T) == []
 
 
 def test_idle_needs_memory_held() -> None:
@@ -161,6 +167,8 @@ def test_a_failing_rule_becomes_a_message() -> None:
 def test_registry_has_every_rule_of_the_issue() -> None:
     assert set(engine.RULES) == {
         "idle-gpu",
+        "kept-allocation",
+        "bursty-load",
         "underused-gpu",
         "overallocated",
         "memory-headroom",
@@ -203,3 +211,9 @@ def test_stats_helpers() -> None:
 )
 def test_memory_per_model(model: str, gb: float | None) -> None:
     assert memory_gb_for(model) == gb
+
+
+def test_driver_reserve_measured_or_estimated() -> None:
+    assert reserved_estimate(81559 * 2**20, "NVIDIA H100 80GB HBM3") == 479 * 2**20
+    assert reserved_estimate(80 * GIB, "NVIDIA A100-SXM4-80GB") == 512 * 2**20
+    assert reserved_estimate(None) == 0

@@ -7,14 +7,16 @@ from collections.abc import Callable, Mapping
 
 from costmeter.advice.facts import AdviceFacts
 from costmeter.advice.model import Recommendation
-from costmeter.advice.rules import budget, compute, memory, placement
+from costmeter.advice.rules import budget, bursts, compute, idle, memory, placement
 from costmeter.advice.thresholds import Thresholds
 
 Rule = Callable[[AdviceFacts, Thresholds], list[Recommendation]]
 
 #: Every rule by its stable id, in the order they run.
 RULES: Mapping[str, Rule] = {
-    "idle-gpu": compute.idle_gpu,
+    "idle-gpu": idle.idle_gpu,
+    "kept-allocation": idle.kept_allocation,
+    "bursty-load": bursts.bursty_load,
     "underused-gpu": compute.underused_gpu,
     "overallocated": placement.overallocated,
     "memory-headroom": memory.memory_headroom,
@@ -26,11 +28,15 @@ RULES: Mapping[str, Rule] = {
 }
 
 #: When a rule fires for a target, these rules' findings for the same GPU (host, device, run)
-#: are dropped: their fix is wrong or moot there. An idle GPU is not "under-used" or worth a
-#: smaller model: it should be released. An input-bound run's low utilisation is the CPU's
+#: are dropped: their fix is wrong or moot there. An idle GPU, or one kept after its work
+#: ended, is not "under-used", worth a smaller model, or about to run out of memory (nothing
+#: allocates on it): it should be released. An input-bound run's low utilisation is the CPU's
 #: fault: a smaller GPU would not help. Memory pressure and headroom never meet (95% vs 40%).
+#: A run that died out of memory keeps that finding whatever else fires (see ``_drop_redundant``).
+_RELEASE = ("underused-gpu", "memory-headroom", "power-cap", "input-bound", "memory-pressure")
 SUPPRESSES: Mapping[str, tuple[str, ...]] = {
-    "idle-gpu": ("underused-gpu", "memory-headroom", "power-cap", "input-bound"),
+    "idle-gpu": _RELEASE,
+    "kept-allocation": _RELEASE,
     "input-bound": ("underused-gpu", "power-cap"),
 }
 
@@ -67,9 +73,13 @@ def _drop_redundant(found: list[Recommendation]) -> list[Recommendation]:
     packed = {r.target.sweep for r in found if r.rule == "pack-sweep"}
 
     def keep(r: Recommendation) -> bool:
-        if (r.rule, _same_gpu(r)) in drop:
+        if (r.rule, _same_gpu(r)) in drop and not _died_out_of_memory(r):
             return False
         packable = r.rule in ("underused-gpu", "memory-headroom")
         return not (packable and r.target.sweep is not None and r.target.sweep in packed)
 
     return [r for r in found if keep(r)]
+
+
+def _died_out_of_memory(r: Recommendation) -> bool:
+    return r.rule == "memory-pressure" and r.evidence.values.get("oom", 0.0) > 0

@@ -66,6 +66,9 @@ class DeviceFacts:
     proc_cpu: Series = field(default_factory=Series)
     #: Energy over the stretch in kWh (measured or integrated from power).
     energy_kwh: float = 0.0
+    #: Bytes the driver reserves on the board (NVML v2 memory info), when a source reports it;
+    #: without a process view "held" is memory used minus this (or an estimate of it).
+    memory_reserved: int | None = None
 
     @property
     def seconds(self) -> float:

@@ -37,3 +37,22 @@ def memory_gb_for(model: str) -> float | None:
         if re.search(pattern, model, re.IGNORECASE):
             return gb
     return None
+
+
+#: Driver reserve measured on real boards (NVML memory info v2 ``reserved``), MiB, by model:
+#: H100 80GB HBM3, driver 590.48.01: 479 MiB (the nvidia-smi captures in tests/data/nvml).
+RESERVED_MIB: tuple[tuple[str, int], ...] = ((r"H100", 479),)
+
+#: Share of the board assumed reserved for a model without a measurement: 1/160 (512 MiB on
+#: 80 GiB; the H100's measured 479 MiB is 0.59 % of its 81,559 MiB), the project's NVML
+#: simulator's figure (``sampling/simulated/models.py``). It only has to keep an empty board
+#: from looking "held": ``idle_held_mib`` (512 MiB) sits on top of it.
+RESERVED_SHARE = 1 / 160
+
+
+def reserved_estimate(memory_total: int | None, model: str = "") -> int:
+    """Bytes the driver is assumed to reserve on a ``model`` board of ``memory_total`` bytes."""
+    for pattern, mib in RESERVED_MIB:
+        if re.search(pattern, model, re.IGNORECASE):
+            return mib * 1024 * 1024
+    return int(memory_total * RESERVED_SHARE) if memory_total else 0

@@ -27,6 +27,8 @@ class Target:
     run: int | None = None
     run_name: str | None = None
     sweep: str | None = None
+    #: A group of GPUs judged together: the GPU model whose replicas it is ("NVIDIA L40S").
+    group: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -37,6 +39,7 @@ class Target:
             "run": self.run,
             "run_name": self.run_name,
             "sweep": self.sweep,
+            "group": self.group,
         }
 
 
@@ -94,6 +97,8 @@ class Savings:
     #: The formula with its figures, in words a user can check:
     #: "1 GPU x 3.67 USD/h x 82% idle x 730.5 h/month".
     formula: str
+    #: The figure is a one-off (a waste or an overrun that happened), not per month.
+    once: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -101,6 +106,7 @@ class Savings:
             "currency": self.currency,
             "kwh": round(self.kwh_per_month, 2),
             "formula": self.formula,
+            "once": self.once,
         }
 
 
@@ -144,7 +150,7 @@ class Recommendation:
         """Stable across runs of the rules: the rule and what it is about (for dismiss/snooze)."""
         t = self.target
         parts = [self.rule, t.host, t.uuid or (str(t.device) if t.device is not None else "")]
-        parts.append(str(t.run) if t.run is not None else (t.sweep or ""))
+        parts.append(str(t.run) if t.run is not None else (t.sweep or t.group or ""))
         return "|".join(parts)
 
     def to_json(self) -> dict[str, Any]:

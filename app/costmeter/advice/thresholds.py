@@ -28,6 +28,28 @@ class Thresholds:
     idle_minutes: float = 10.0
     #: Memory a process must hold to count as "held" (below it: a CUDA context, ~300 MiB).
     idle_held_mib: float = 512.0
+    #: A GPU "did essentially nothing" when at most this share of its samples reach
+    #: ``idle_util_pct`` (on the GenAI serving trace the idle pods sit at 0-4 %, the serving
+    #: replicas at 20-50 %; see docs/ADVICE.md).
+    idle_max_busy_share: float = 0.05
+
+    # -- kept-allocation -----------------------------------------------------------------------
+    #: The quiet stretch that runs up to the end of the window must last this long...
+    kept_minutes: float = 60.0
+    #: ...and be this many times longer than any pause before it (a lull between bursts is not
+    #: the end of the work).
+    kept_lull_factor: float = 2.0
+
+    # -- bursty-load ---------------------------------------------------------------------------
+    #: A GPU works in bursts when at most this share of its samples are busy (>= idle_util_pct)
+    #: and it has a pause of at least ``idle_minutes``.
+    burst_max_busy_share: float = 0.7
+    #: Utilisation each GPU should run at when the load is re-spread (headroom for peaks).
+    burst_target_util_pct: float = 70.0
+    #: The fewest GPUs an autoscaled group keeps during lulls (a warm replica for latency).
+    burst_floor_gpus: float = 1.0
+    #: Minutes between two autoscaling decisions (each sized for the peak of its interval).
+    burst_scale_minutes: float = 10.0
 
     # -- underused-gpu -------------------------------------------------------------------------
     #: p95 utilisation under this: even the busiest moments leave most of the GPU unused.

@@ -55,6 +55,7 @@ def budget_forecast(facts: AdviceFacts, t: Thresholds) -> list[Recommendation]:
                     0.0,
                     f"{kind} {figure:.2f} - budget {run.budget:.2f} = {over:.2f} {cur} "
                     "over (once, for this run)",
+                    once=True,
                 ),
                 confidence=0.9 if run.fraction is not None and run.fraction >= 0.2 else 0.6,
                 action=Action(

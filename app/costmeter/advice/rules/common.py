@@ -1,14 +1,22 @@
-"""What the rules share: the GPUs to look at (alone or within a run) and their targets."""
+"""What the rules share: the GPUs to look at (alone or within a run), their targets, and the
+memory a GPU's processes hold (from the process view, else from the board's memory used)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from costmeter.advice.facts import AdviceFacts, DeviceFacts, RunFacts
+from costmeter.advice.facts import AdviceFacts, DeviceFacts, RunFacts, Series
+from costmeter.advice.gpu_memory import reserved_estimate
 from costmeter.advice.model import Target
-from costmeter.advice.stats import gib, percentile
+from costmeter.advice.stats import gib, percentile, share, step_s, stretches
 from costmeter.advice.thresholds import Thresholds
+
+#: How "held" memory was measured, for the card's evidence line (short: it sits in a column).
+FROM_PROCESSES = "its processes (NVML)"
+FROM_REPORTED = "memory used - reserve"
+FROM_ESTIMATE = "memory used - est. reserve"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,13 +46,13 @@ class Subject:
     @property
     def about(self) -> str:
         """Words for titles: "run 12 (train) on GPU 0 (A100)" or "GPU 0 (A100)"."""
-        gpu = f"GPU {self.dev.index} ({_short(self.dev.name)})"
+        gpu = f"GPU {self.dev.index} ({short_name(self.dev.name)})"
         if self.run is None:
             return gpu
         return f"run {self.run.id} ({self.run.name}) on {gpu}"
 
 
-def _short(name: str) -> str:
+def short_name(name: str) -> str:
     return name.replace("NVIDIA ", "").replace("GeForce ", "") or "unknown model"
 
 
@@ -57,14 +65,55 @@ def subjects(facts: AdviceFacts) -> Iterator[Subject]:
             yield Subject(dev, run, window)
 
 
+def has_process_view(dev: DeviceFacts) -> bool:
+    return bool(dev.held_mem.known())
+
+
+def held_series(dev: DeviceFacts) -> Series:
+    """Bytes held on the GPU at each sample: by its processes when they were sampled, else the
+    board's memory used minus the driver's reserve (exporters and imported logs have no
+    process view)."""
+    if has_process_view(dev):
+        return dev.held_mem
+    reserved = dev.memory_reserved
+    if reserved is None:
+        reserved = reserved_estimate(dev.memory_total, dev.name)
+    values = tuple(v if math.isnan(v) else max(0.0, v - reserved) for v in dev.mem_used.values)
+    return Series(dev.mem_used.ts, values)
+
+
+def held_basis(dev: DeviceFacts) -> str:
+    """Which evidence "held" stands on, in words for the card: the processes' memory, or (no
+    process view) the board's memory used minus the driver's reserve, reported or estimated."""
+    if has_process_view(dev):
+        return FROM_PROCESSES
+    return FROM_REPORTED if dev.memory_reserved is not None else FROM_ESTIMATE
+
+
 def held_gib(dev: DeviceFacts) -> float:
-    """Median memory held by processes, GiB (0 when no process was sampled)."""
-    values = dev.held_mem.known()
+    """Median memory held, GiB (0 when nothing was sampled)."""
+    values = held_series(dev).known()
     return gib(percentile(values, 50)) if values else 0.0
 
 
+def held_between(dev: DeviceFacts, spans: list[tuple[float, float]]) -> float:
+    """Median memory held (GiB) during ``spans`` (0 when nothing was sampled then)."""
+    s = held_series(dev)
+    vals = [
+        v
+        for ts, v in zip(s.ts, s.values, strict=True)
+        if not math.isnan(v) and any(a <= ts < b for a, b in spans)
+    ]
+    return gib(percentile(vals, 50)) if vals else 0.0
+
+
+def peak_held_gib(dev: DeviceFacts) -> float | None:
+    values = held_series(dev).known()
+    return gib(max(values)) if values else None
+
+
 def in_use(dev: DeviceFacts, t: Thresholds) -> bool:
-    """Some process holds real memory on the GPU (more than a bare CUDA context)."""
+    """Something holds real memory on the GPU (more than a bare CUDA context)."""
     return held_gib(dev) * 1024.0 >= t.idle_held_mib
 
 
@@ -73,3 +122,53 @@ def peak_mem_pct(dev: DeviceFacts) -> float | None:
         return None
     values = dev.mem_used.known()
     return max(values) / dev.memory_total * 100.0 if values else None
+
+
+def busy_share(dev: DeviceFacts, t: Thresholds) -> float:
+    """Share of the utilisation samples at or above ``idle_util_pct``."""
+    return share(dev.gpu_util.known(), lambda v: v >= t.idle_util_pct)
+
+
+def quiet_stretches(dev: DeviceFacts, t: Thresholds) -> list[tuple[float, float]]:
+    return stretches(dev.gpu_util, lambda v: v < t.idle_util_pct)
+
+
+def did_nothing(dev: DeviceFacts, t: Thresholds) -> bool:
+    """The GPU did essentially nothing over its stretch (idle-gpu's test)."""
+    return bool(dev.gpu_util.known()) and busy_share(dev, t) <= t.idle_max_busy_share
+
+
+def is_bursty(dev: DeviceFacts, t: Thresholds) -> bool:
+    """The GPU works in bursts: busy some of the time, with pauses of ``idle_minutes`` or
+    more, holding memory throughout (a serving replica between requests), and its work has
+    not ended (then it is kept-allocation's case)."""
+    if did_nothing(dev, t) or not in_use(dev, t) or kept_span(dev, t) is not None:
+        return False
+    if busy_share(dev, t) > t.burst_max_busy_share:
+        return False
+    return any(b - a >= t.idle_minutes * 60.0 for a, b in quiet_stretches(dev, t))
+
+
+def kept_span(dev: DeviceFacts, t: Thresholds) -> tuple[float, float] | None:
+    """The quiet stretch that runs to the end of ``dev``'s samples when it marks the end of
+    the work: at least ``kept_minutes`` long and ``kept_lull_factor`` times longer than every
+    pause before it. None otherwise."""
+    quiet = quiet_stretches(dev, t)
+    if not quiet:
+        return None
+    a, b = quiet[-1]
+    last = dev.gpu_util.ts[-1] if dev.gpu_util.ts else dev.end
+    if b < last or b - a < t.kept_minutes * 60.0 or a <= dev.start + step_s(dev.gpu_util):
+        return None  # not up to the end, too short, or quiet from the start (idle-gpu's case)
+    before = max((y - x for x, y in quiet[:-1]), default=0.0)
+    return (a, b) if b - a >= t.kept_lull_factor * before else None
+
+
+def copies_that_fit(dev: DeviceFacts, t: Thresholds) -> int | None:
+    """How many copies of what runs on the GPU its memory holds (peak held x the fit
+    factor each); None when the board's size or the memory held is unknown."""
+    peak = peak_held_gib(dev)
+    board = dev.memory_gb
+    if peak is None or board is None:
+        return None
+    return math.floor(board / max(peak * t.headroom_fit_factor, 1e-9))

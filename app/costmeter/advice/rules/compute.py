@@ -1,4 +1,4 @@
-"""Rules about how busy a GPU is: idle-gpu, underused-gpu, input-bound, power-cap."""
+"""Rules about how busy a GPU is: underused-gpu, input-bound, power-cap (idle: ``idle.py``)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,15 @@ import math
 
 from costmeter.advice.facts import AdviceFacts
 from costmeter.advice.model import Action, Evidence, EvidenceSeries, Recommendation, Savings
-from costmeter.advice.rules.common import Subject, held_gib, in_use, subjects
+from costmeter.advice.rules.common import (
+    Subject,
+    copies_that_fit,
+    held_basis,
+    held_series,
+    in_use,
+    is_bursty,
+    subjects,
+)
 from costmeter.advice.savings import device_savings, month_factor
 from costmeter.advice.stats import (
     confidence,
@@ -17,7 +25,6 @@ from costmeter.advice.stats import (
     mean,
     percentile,
     share,
-    stretches,
 )
 from costmeter.advice.thresholds import Thresholds
 
@@ -27,109 +34,28 @@ GIB = 1024**3
 def _util_series(s: Subject, threshold: float) -> tuple[EvidenceSeries, ...]:
     return (
         evidence_series("GPU utilisation", "%", s.dev.gpu_util, threshold=threshold),
-        evidence_series("Memory held by processes", "GiB", s.dev.held_mem, scale=1 / GIB),
+        evidence_series("Memory held", "GiB", held_series(s.dev), scale=1 / GIB),
     )
-
-
-def idle_gpu(facts: AdviceFacts, t: Thresholds) -> list[Recommendation]:
-    """Memory held by a process while utilisation stays under ``idle_util_pct`` for at least
-    ``idle_minutes``. Savings: the GPU's price for those hours, scaled to a month."""
-    out = []
-    for s in subjects(facts):
-        dev = s.dev
-        if not enough(dev, t) or not dev.held_mem.known():
-            continue
-        long_idle = [
-            (a, b)
-            for a, b in stretches(dev.gpu_util, lambda v: v < t.idle_util_pct)
-            if b - a >= t.idle_minutes * 60.0 and _held_during(s, a, b) * 1024 >= t.idle_held_mib
-        ]
-        if not long_idle:
-            continue
-        idle_s = sum(b - a for a, b in long_idle)
-        longest = max(b - a for a, b in long_idle)
-        watts = mean(
-            [
-                v
-                for ts, v in zip(dev.power_w.ts, dev.power_w.values, strict=True)
-                if any(a <= ts < b for a, b in long_idle)
-            ]
-        )
-        watts = 0.0 if math.isnan(watts) else watts
-        kwh = watts * idle_s / 3.6e6
-        idle_share = idle_s / max(1.0, dev.seconds)
-        savings = device_savings(
-            dev,
-            facts,
-            s.window_s,
-            gpu_hours=idle_s / 3600.0,
-            kwh=kwh,
-            why=f"1 GPU x {idle_s / 3600:.2f} h idle while holding memory",
-        )
-        held = held_gib(dev)
-        out.append(
-            Recommendation(
-                rule="idle-gpu",
-                title=f"Release {s.about}: it holds {held:.1f} GiB and computes nothing",
-                target=s.target,
-                evidence=Evidence(
-                    start=dev.start,
-                    end=dev.end,
-                    facts=(
-                        ("Idle while holding memory", fmt_minutes(idle_s)),
-                        ("Share of the time", fmt_pct(idle_share * 100)),
-                        ("Longest idle stretch", fmt_minutes(longest)),
-                        ("Memory held (median)", f"{held:.1f} GiB"),
-                        ("Power while idle", f"{watts:.0f} W"),
-                    ),
-                    values={
-                        "idle_s": idle_s,
-                        "idle_share": idle_share,
-                        "longest_idle_s": longest,
-                        "held_gib": held,
-                        "idle_power_w": watts,
-                    },
-                    series=_util_series(s, t.idle_util_pct),
-                ),
-                savings=savings,
-                confidence=confidence(idle_s, min(1.0, 0.5 + idle_share), t),
-                action=Action(
-                    "Stop the process holding the GPU (a notebook kernel or a finished job), "
-                    "or free its tensors; give the GPU back if it is rented."
-                ),
-                detail=(
-                    f"For {fmt_minutes(idle_s)} of {fmt_minutes(dev.seconds)} the GPU ran under "
-                    f"{t.idle_util_pct:g} % while a process kept {held:.1f} GiB on it, so "
-                    "nobody else could use it."
-                ),
-            )
-        )
-    return out
-
-
-def _held_during(s: Subject, a: float, b: float) -> float:
-    """Median memory held (GiB) by processes during [a, b)."""
-    vals = [
-        v
-        for ts, v in zip(s.dev.held_mem.ts, s.dev.held_mem.values, strict=True)
-        if a <= ts < b and not math.isnan(v)
-    ]
-    return percentile(vals, 50) / GIB if vals else 0.0
 
 
 def underused_gpu(facts: AdviceFacts, t: Thresholds) -> list[Recommendation]:
     """p95 utilisation under ``underused_p95_pct`` on a GPU in use. Savings: pack K such jobs on
-    one GPU (K = 100 / p95, at most 4), saving 1 - 1/K of its hours."""
+    one GPU (K = 100 / p95, at most 4, and no more than its memory holds), saving 1 - 1/K of
+    its hours. None when two copies do not fit its memory, and none for a GPU that works in
+    bursts (``bursty-load`` speaks for it)."""
     out = []
     for s in subjects(facts):
         dev = s.dev
-        if not enough(dev, t) or not in_use(dev, t):
+        if not enough(dev, t) or not in_use(dev, t) or is_bursty(dev, t):
             continue
         util = dev.gpu_util.known()
         p95 = percentile(util, 95)
         if math.isnan(p95) or p95 >= t.underused_p95_pct:
             continue
-        k = max(2, min(4, math.floor(100.0 / max(p95, 1.0))))
+        fit = copies_that_fit(dev, t)
+        k = min(4, math.floor(100.0 / max(p95, 1.0)), fit if fit is not None else 4)
+        if k < 2:
+            continue  # a second copy would not fit its memory
         hours = dev.seconds / 3600.0
         savings = device_savings(
             dev,
@@ -154,8 +80,15 @@ def underused_gpu(facts: AdviceFacts, t: Thresholds) -> list[Recommendation]:
                         ("Mean GPU utilisation", fmt_pct(avg)),
                         ("Observed", fmt_minutes(dev.seconds)),
                         ("Jobs like it per GPU", str(k)),
+                        ("Copies its memory holds", "unknown" if fit is None else str(fit)),
+                        ("Memory held from", held_basis(dev)),
                     ),
-                    values={"p95_util_pct": p95, "mean_util_pct": avg, "k": float(k)},
+                    values={
+                        "p95_util_pct": p95,
+                        "mean_util_pct": avg,
+                        "k": float(k),
+                        **({"copies_fit": float(fit)} if fit is not None else {}),
+                    },
                     series=_util_series(s, t.underused_p95_pct),
                 ),
                 savings=savings,
@@ -170,7 +103,7 @@ def underused_gpu(facts: AdviceFacts, t: Thresholds) -> list[Recommendation]:
                 ),
                 detail=(
                     f"Even its busiest 5 % of samples stay under {t.underused_p95_pct:g} %: "
-                    f"{k} such jobs would fit on one GPU."
+                    f"{k} such jobs would fit on one GPU, in compute and in memory."
                 ),
             )
         )

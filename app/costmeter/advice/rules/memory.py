@@ -148,6 +148,7 @@ def memory_pressure(facts: AdviceFacts, t: Thresholds) -> list[Recommendation]:
                 gpu_hours=hours * n,
                 kwh=dev.energy_kwh * n,
                 why=f"{n} GPU x {hours:.2f} h lost when the run died out of memory",
+                gpus=n,
             )
         else:
             savings = Savings(

@@ -39,6 +39,7 @@ def overallocated(facts: AdviceFacts, t: Thresholds) -> list[Recommendation]:
             gpu_hours=hours,
             kwh=sum(d.energy_kwh for d in unused),
             why=f"{len(unused)} unused GPU(s) x {hours / len(unused):.2f} h",
+            gpus=len(unused),
         )
         keep = len(run.gpus) - len(unused)
         idx = ", ".join(str(d.index) for d in unused)
@@ -114,6 +115,7 @@ def pack_sweep(facts: AdviceFacts, t: Thresholds) -> list[Recommendation]:
             gpu_hours=hours * (1 - 1 / k),
             kwh=0.0,
             why=f"{hours:.2f} GPU-h of the sweep x (1 - 1/{k}) by running {k} per GPU",
+            gpus=len(devs),
         )
         out.append(
             Recommendation(

@@ -52,6 +52,8 @@ def describe_target(target: Target) -> str:
         parts.append(f"{run} {target.run_name}" if target.run_name else run)
     if target.sweep:
         parts.append(f"sweep {target.sweep}")
+    if target.group:
+        parts.append(f"replicas of {target.group}")
     return " · ".join(p for p in parts if p)
 
 
@@ -68,13 +70,14 @@ def describe_savings(savings: Savings | None) -> str:
     amount = savings.money_per_month
     money = format_savings_money(amount, savings.currency)
     energy = f"{kwh:,.0f} kWh" if kwh >= 10 else format_energy_kwh(kwh)
+    per = "once" if savings.once else "/ month"
     if kwh < 0.05 and abs(amount) < 0.005:
         return "No saving to state (see the detail)"
     if kwh < 0.05:  # money only (a smaller GPU at the same power, say)
-        return f"≈ {money} / month"
+        return f"≈ {money} {per}"
     if abs(amount) < 0.005:  # energy only (no tariff for it)
-        return f"≈ {energy} / month"
-    return f"≈ {money} / month · {energy}"
+        return f"≈ {energy} {per}"
+    return f"≈ {money} {per} · {energy}"
 
 
 def confidence_label(confidence: float) -> str:
