@@ -8,7 +8,7 @@ TEST_STAMP := $(VENV)/.costmeter-test-installed
 DEMO_DB ?= $(CURDIR)/.costmeter-demo.db
 SIM    ?= a100:train,h100:idle,rtx4090:bursty,t4:input-bound
 
-.PHONY: run demo test lint bench package clean
+.PHONY: run demo test lint bench package clean system-packages
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,7 +46,11 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check app tests bench plugins packaging
 	$(BIN)/mypy
 
-test: lint $(TEST_STAMP)
+# What the tests need from the system (Debian packages), installed as root where missing.
+system-packages:
+	@bash packaging/system-packages.sh
+
+test: lint $(TEST_STAMP) system-packages
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest
 
 bench: $(STAMP)
@@ -54,7 +58,7 @@ bench: $(STAMP)
 
 # The installer: dist/costmeter/ (PyInstaller onedir: the app with its own Python and Qt) and,
 # on Debian/Ubuntu, dist/costmeter_VERSION_ARCH.deb. See packaging/README.md.
-package: $(STAMP)
+package: $(STAMP) system-packages
 	$(BIN)/python packaging/build.py
 
 clean:

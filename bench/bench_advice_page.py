@@ -55,7 +55,7 @@ def main() -> int:
         page._show(snap)
         lazy_first.append(time.perf_counter() - t)
         passes = []
-        while evidence_plot._BUILDS:
+        while evidence_plot.waiting_charts():
             t = time.perf_counter()
             app.processEvents()
             passes.append(time.perf_counter() - t)
@@ -67,7 +67,7 @@ def main() -> int:
         app.processEvents()
         t = time.perf_counter()
         page._show(snap)
-        for chart in list(evidence_plot._BUILDS):
+        for chart in evidence_plot.waiting_charts():
             chart.ensure_built()
         app.processEvents()
         eager.append(time.perf_counter() - t)

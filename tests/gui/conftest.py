@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,15 +12,56 @@ import pytest
 
 pytest.importorskip("PySide6")
 
-from PySide6.QtCore import QSettings
+from PySide6.QtCore import QEvent, QSettings
+from PySide6.QtWidgets import QApplication
 
 from costmeter.config import Config
 from costmeter.gui.context import AppContext, ContextSignals
 from costmeter.gui.live import LiveState
 from costmeter.gui.reader import StoreReader
+from costmeter.gui.widgets import evidence_plot
 from costmeter.service.monitor import Monitor, MonitorOptions
 
 pytestmark = pytest.mark.gui
+
+#: How long a test's threads get to finish after its teardown before the test fails.
+THREAD_GRACE_S = 5.0
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_behind(qapp: QApplication) -> Iterator[None]:
+    """Fail a test that leaves threads running, windows open or evidence charts queued.
+
+    pytest-qt closes and ``deleteLater``s the widgets given to ``qtbot.addWidget`` before any
+    fixture is torn down; this fixture is set up first, so it is torn down last and sees what
+    is really left. State that outlives a test is how one test crashes another."""
+    threads_before = set(threading.enumerate())
+    yield
+    for _ in range(3):  # deleteLater'd widgets, then what their deletion posted
+        QApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+        QApplication.processEvents()
+    problems: list[str] = []
+    charts = evidence_plot.waiting_charts()
+    evidence_plot.drop_queued_charts()
+    if charts:
+        problems.append(f"{len(charts)} evidence chart(s) still queued for a build")
+    deadline = time.monotonic() + THREAD_GRACE_S
+    while True:
+        threads = [t for t in threading.enumerate() if t not in threads_before and t.is_alive()]
+        if not threads or time.monotonic() > deadline:
+            break
+        QApplication.processEvents()
+        time.sleep(0.02)
+    if threads:
+        problems.append("threads still running: " + ", ".join(sorted(t.name for t in threads)))
+    windows = [w for w in QApplication.topLevelWidgets() if w.isVisible()]
+    for w in windows:
+        w.close()
+    if windows:
+        names = ", ".join(sorted(type(w).__name__ for w in windows))
+        problems.append(f"windows left open: {names}")
+    if problems:
+        pytest.fail("The test left state behind: " + "; ".join(problems), pytrace=False)
 
 
 def simulate_history(

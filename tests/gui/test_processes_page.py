@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import psutil
 import pytest
@@ -187,10 +188,20 @@ def test_updates_in_place_keep_selection_and_sort(page):
     assert page.terminate_button.isEnabled()
 
 
+def _command_line(pid: int) -> str:
+    """The command line of a process just started: /proc/PID/cmdline reads empty for a moment
+    while the kernel sets up the new program (Popen can return before that)."""
+    deadline = time.monotonic() + 10
+    while not (cmd := " ".join(psutil.Process(pid).cmdline())) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert cmd, f"PID {pid} has no command line after 10 s"
+    return cmd
+
+
 def test_terminate_a_real_process_after_confirmation(page, monkeypatch):
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        cmd = " ".join(psutil.Process(child.pid).cmdline())
+        cmd = _command_line(child.pid)
         created = psutil.Process(child.pid).create_time()
         _show(
             page,

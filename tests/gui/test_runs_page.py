@@ -30,7 +30,7 @@ from costmeter.runs.events import EventKind, RunEvent
 from costmeter.runs.local import LocalBackend
 from costmeter.runs.registry import BackendInfo, GuardedBackend
 from costmeter.service.runs import RunService
-from costmeter.store.runs import RunStore
+from costmeter.store.runs import UNFINISHED, RunStore
 
 pytestmark = [pytest.mark.gui, pytest.mark.integration]
 PY = shlex.quote(sys.executable)
@@ -341,6 +341,12 @@ def test_closing_the_window_can_leave_the_runs_going(qtbot, make_ctx, tmp_path, 
         assert "stopped watching it" in row.message
     finally:
         os.killpg(pid, signal.SIGKILL)
+        # The window left the run going and its service watching it, as the app does until the
+        # process exits; the test ends the run, then closes that service (no thread outlives it).
+        service = page.manager.pool.owner(run_id)
+        if service is not None:
+            qtbot.waitUntil(lambda: service.row(run_id).status not in UNFINISHED, timeout=15_000)
+            service.close()
 
 
 class _BrokenSubmit(LocalBackend):

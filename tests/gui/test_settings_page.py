@@ -112,6 +112,18 @@ def test_the_form_shows_the_configuration_in_force(page: SettingsPage, ctx: AppC
             "Retention: 1-minute data must be kept at least as long as raw samples",
         ),
         ("alerts.daily_budget", "0", "Must be greater than 0", "Daily budget: must be greater"),
+        (
+            "sampling.interval_s",
+            "1e-300",
+            "Is too small, got 1e-300; give a value from 0.05 to 3600.",
+            "Sampling interval: is too small, got 1e-300",
+        ),
+        (
+            "cost.tariff_per_kwh",
+            "1e308",
+            "Is too large, got 1e+308; give a value from 0 to 10000.",
+            "Electricity tariff: is too large",
+        ),
     ],
 )
 def test_a_bad_value_is_refused_in_words_and_nothing_is_written(

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from costmeter.config import Config, RemoteHostConfig
 from costmeter.core import (
@@ -26,18 +26,16 @@ from costmeter.core import (
     SystemClock,
     Tick,
 )
+from costmeter.core.bounds import INTERVAL_S
 from costmeter.cost.energy import EnergyTracker
 from costmeter.sampling.host import HostSampler
 from costmeter.sampling.loop import SamplingLoop
 from costmeter.sampling.nvml import NvmlSampler
-from costmeter.sampling.simulated import (
-    PID_BASE,
-    FakeNvml,
-    SimulatedHostSampler,
-    make_fake_nvml,
-)
 from costmeter.service.remote import HostStatus, RemoteCollector
 from costmeter.store import RetentionPolicy, Writer
+
+if TYPE_CHECKING:  # the simulator is imported only when asked for (never on the NVML path)
+    from costmeter.sampling.simulated import FakeNvml
 
 Listener = Callable[[Tick], None]
 
@@ -75,7 +73,11 @@ class Monitor:
     ) -> None:
         self.options = options
         self._say = on_message
-        self.interval_s = options.interval_s or options.config.interval_s
+        given = options.interval_s
+        # 0 is refused like any value out of bounds, never replaced by the configured interval.
+        self.interval_s = INTERVAL_S.check(
+            given if given is not None else options.config.interval_s, "The sampling interval"
+        )
         self.clock: Clock = (
             SimulatedClock(options.simulated_start)
             if options.simulated_start is not None
@@ -92,6 +94,9 @@ class Monitor:
         self.remote: RemoteCollector | None = None
         self._energy = EnergyTracker(max_gap_s=max(5.0, 5 * self.interval_s))
         self._loop: SamplingLoop | None = None
+        #: Set by ``stop()``, even before a loop exists: a Ctrl-C between "recording ..." and
+        #: the loop's start used to be lost, and the recorder then ran on until killed.
+        self._stop_requested = False
         self.ticks = 0
 
     # -- set-up -----------------------------------------------------------------------------
@@ -103,6 +108,8 @@ class Monitor:
         if not opts.local:
             self.gpu_mode = "none"
         elif opts.simulate is not None:
+            from costmeter.sampling.simulated import make_fake_nvml
+
             self.fake = make_fake_nvml(opts.simulate, seed=opts.seed, clock=self.clock)
             self.gpu = NvmlSampler(self.fake, host=hostname, clock=self.clock)
             self.gpu_mode = "simulated"
@@ -117,6 +124,8 @@ class Monitor:
             self.gpu = None
             self.gpu_mode = "none"
         if bulk and self.fake is not None:
+            from costmeter.sampling.simulated import SimulatedHostSampler
+
             self.host_sampler = SimulatedHostSampler(self.fake, clock=self.clock)
         else:
             self.host_sampler = HostSampler(
@@ -148,9 +157,11 @@ class Monitor:
     def _simulated_process(self, pid: int) -> ProcessSample | None:
         """The simulated side of a process psutil cannot read: only simulated PIDs have one (a
         real process put on a simulated GPU by a run has simply ended)."""
-        if self.fake is None or pid < PID_BASE:
+        if self.fake is None:
             return None
-        return self.fake.process_sample(pid)
+        from costmeter.sampling.simulated import PID_BASE
+
+        return self.fake.process_sample(pid) if pid >= PID_BASE else None
 
     @property
     def devices(self) -> list[DeviceInfo]:
@@ -250,12 +261,18 @@ class Monitor:
         return self._loop
 
     def run_until(self, end_ts: float | None) -> int:
-        """Sample on the calling thread until ``end_ts`` (clock time) or ``stop()``."""
-        return self.make_loop().run_until(end_ts)
+        """Sample on the calling thread until ``end_ts`` (clock time) or ``stop()``, which may
+        come from a signal handler or another thread at any moment, before this call too."""
+        loop = self.make_loop()
+        if self._stop_requested:  # after make_loop: a stop() from now on reaches the loop
+            return loop.ticks
+        return loop.run_until(end_ts)
 
     def stop(self) -> None:
-        if self._loop is not None:
-            self._loop.stop()
+        self._stop_requested = True
+        loop = self._loop
+        if loop is not None:
+            loop.stop()
 
     def close(self) -> None:
         self.stop()

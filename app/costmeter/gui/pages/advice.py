@@ -42,6 +42,8 @@ SHOW_DISMISSED_SETTING = "advice/show_dismissed"
 #: What each rule looks for, for the "nothing needs changing" sentence.
 RULE_WORDS = {
     "idle-gpu": "idle GPUs",
+    "kept-allocation": "GPUs kept after their work ended",
+    "bursty-load": "GPUs working in bursts",
     "underused-gpu": "under-used GPUs",
     "overallocated": "runs holding GPUs they do not use",
     "memory-headroom": "unused GPU memory",
@@ -236,6 +238,7 @@ class AdvicePage(Page):
             self.list_layout.insertWidget(position, card)
             card.setVisible(rec.key not in self.pending)  # once it has its parent
         for card in old.values():
+            card.plot.discard()
             card.hide()
             card.deleteLater()
         self._update_summary()

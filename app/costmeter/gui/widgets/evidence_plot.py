@@ -8,13 +8,11 @@ go to the page, so scrolling the list of cards never zooms a chart.
 
 from __future__ import annotations
 
-from collections import deque
-
 import numpy as np
 import pyqtgraph as pg
 import shiboken6
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QWheelEvent
+from PySide6.QtGui import QShowEvent, QWheelEvent
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from costmeter.advice.model import EvidenceSeries
@@ -51,8 +49,10 @@ def by_unit(series: tuple[EvidenceSeries, ...]) -> list[tuple[str, list[Evidence
 class EvidencePlot(QWidget):
     """The evidence chart of a card, built lazily: a page of cards shows its text at once and
     builds one chart per pass of the event loop (a pyqtgraph plot costs tens of milliseconds of
-    the GUI thread), so the window keeps answering while a page of advice appears. Reading
-    ``plots``, ``curves`` or ``thresholds`` builds it at once."""
+    the GUI thread), so the window keeps answering while a page of advice appears. Only a chart
+    on screen is built; a hidden one waits until it is shown (a closed page, or a card on its way
+    out, never gets a chart built into it while Qt deletes it). Reading ``plots``, ``curves`` or
+    ``thresholds`` builds it at once."""
 
     def __init__(self, series: tuple[EvidenceSeries, ...], parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -62,6 +62,7 @@ class EvidencePlot(QWidget):
         layout.setSpacing(2)
         self._series = series
         self._built = False
+        self._discarded = False
         self._plots: list[pg.PlotWidget] = []
         self._curves: dict[str, pg.PlotDataItem] = {}
         self._thresholds: dict[str, pg.InfiniteLine] = {}
@@ -70,8 +71,7 @@ class EvidencePlot(QWidget):
         units = len(by_unit(_drawable(series)))
         # Hold the room the plots will take, so the card does not jump when they arrive.
         self.setMinimumHeight(units * PLOT_HEIGHT + max(0, units - 1) * 2 if units else 60)
-        _BUILDS.append(self)
-        _schedule()
+        _QUEUE.add(self)
 
     #: One plot per unit drawn; the curves and threshold lines by series label (for tests).
     @property
@@ -93,15 +93,32 @@ class EvidencePlot(QWidget):
     def built(self) -> bool:
         return self._built
 
+    @property
+    def waiting(self) -> bool:
+        """Queued for a lazy build: not built, not discarded, still alive."""
+        return not (self._built or self._discarded) and shiboken6.isValid(self)
+
     def ensure_built(self) -> None:
-        if self._built:
+        if self._built or self._discarded:
             return
         self._built = True
         self._build(self._series)
 
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        if self.waiting:
+            _QUEUE.add(self)
+
+    def discard(self) -> None:
+        """Never build this chart: its card is going away (``deleteLater`` runs after the queue
+        may have had its turn, and a chart built into a widget being deleted crashes pyqtgraph)."""
+        self._discarded = True
+        _QUEUE.forget(self)
+
     def _build(self, series: tuple[EvidenceSeries, ...]) -> None:
         layout = self.layout()
-        assert layout is not None
+        if layout is None or not shiboken6.isValid(layout):
+            return  # the widget is being torn down
         drawable = _drawable(series)
         if not drawable:
             empty = QLabel("No series to draw for this recommendation.")
@@ -211,22 +228,62 @@ def _drawable(series: tuple[EvidenceSeries, ...]) -> tuple[EvidenceSeries, ...]:
     return tuple(s for s in series if len(s.ts) and len(s.ts) == len(s.values))
 
 
-#: Charts waiting to be built, oldest first; one is built per pass of the event loop.
-_BUILDS: deque[EvidencePlot] = deque()
-_scheduled = [False]
+class _BuildQueue:
+    """Charts waiting to be built, oldest first; one is built per pass of the event loop.
+
+    Entries are dropped when their chart is built, discarded or deleted, so nothing outlives the
+    widgets it was queued for (a test, or a page closed before its charts were drawn)."""
+
+    def __init__(self) -> None:
+        self._charts: list[EvidencePlot] = []
+        self._scheduled = False
+
+    def add(self, chart: EvidencePlot) -> None:
+        if not any(c is chart for c in self._charts):
+            self._charts.append(chart)
+        self._schedule()
+
+    def forget(self, chart: EvidencePlot) -> None:
+        self._charts = [c for c in self._charts if c is not chart]
+
+    def waiting(self) -> list[EvidencePlot]:
+        """The charts still to be built (dead and discarded entries are dropped)."""
+        self._charts = [c for c in self._charts if c.waiting]
+        return list(self._charts)
+
+    def clear(self) -> None:
+        self._charts.clear()
+
+    def _schedule(self) -> None:
+        if not self._scheduled and self._charts:
+            self._scheduled = True
+            QTimer.singleShot(0, self._build_next)
+
+    def _build_next(self) -> None:
+        self._scheduled = False
+        while self._charts:
+            chart = self._charts.pop(0)
+            # A hidden chart leaves the queue; its showEvent puts it back.
+            if chart.waiting and chart.isVisible():
+                # Hold the window while building: a window that only reference cycles keep
+                # (a closed page, a test's page) could otherwise be collected by a garbage
+                # collection that the build's allocations trigger, deleting this chart's
+                # widgets under it (pyqtgraph then crashed the process).
+                window = chart.window()
+                chart.ensure_built()
+                del window
+                break
+        self._schedule()
 
 
-def _schedule() -> None:
-    if not _scheduled[0] and _BUILDS:
-        _scheduled[0] = True
-        QTimer.singleShot(0, _build_next)
+_QUEUE = _BuildQueue()
 
 
-def _build_next() -> None:
-    _scheduled[0] = False
-    while _BUILDS:
-        plot = _BUILDS.popleft()
-        if shiboken6.isValid(plot) and not plot.built:
-            plot.ensure_built()
-            break
-    _schedule()
+def waiting_charts() -> list[EvidencePlot]:
+    """The evidence charts queued for a lazy build and not built yet."""
+    return _QUEUE.waiting()
+
+
+def drop_queued_charts() -> None:
+    """Forget every queued build (test teardown, after its widgets are gone)."""
+    _QUEUE.clear()
