@@ -21,6 +21,7 @@ SCRIPTS = [
     ["bench_advice_accuracy.py"],
     ["bench_compress.py"],
     ["bench_remote.py", "--agents", "32", "--gpus", "8", "--seconds", "90", "--warmup", "20"],
+    ["bench_agent_hostile.py", "--seconds", "6"],
     # bench_package.py is left out: it builds the bundle and the .deb first (`make package`).
 ]
 

@@ -20,6 +20,7 @@ from typing import Any
 import platformdirs
 
 from costmeter.config_locator import KeyLocator, KeyPath, key_name, syntax_error
+from costmeter.core import bounds
 from costmeter.core.errors import ConfigError
 from costmeter.cost.pricing import PriceRow, Pricing, load_default_pricing, make_row
 
@@ -67,6 +68,15 @@ class AlertsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AgentConfig:
+    """``[agent]``: the limits of ``costmeter agent``'s server (docs/AGENT.md)."""
+
+    max_connections: int = 512
+    max_per_client: int = 32
+    request_timeout_s: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
 class StorageConfig:
     #: The database file; None = the default in the user data directory.
     database: Path | None = None
@@ -100,6 +110,7 @@ class Config:
     cost: CostConfig = field(default_factory=CostConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
+    agent: AgentConfig = field(default_factory=AgentConfig)
     #: ``[backends.NAME]`` tables: each run backend's options as parsed TOML (the backend
     #: checks them; Costmeter passes them as ``BackendConfig.options``).
     backends: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, hash=False)
@@ -180,26 +191,37 @@ def parse_config(text: str, path: Path) -> Config:
     return _Builder(path, text).build(data)
 
 
-_Spec = dict[str, tuple[str, float | None, bool, bool]]
+#: key -> (what it is, its bound, its default, whether "forever" is allowed).
+_Spec = dict[str, tuple[str, bounds.Bound, float | None, bool]]
 _SECONDS, _DAYS = "a number of seconds", "a number of days"
 _SAMPLING: _Spec = {
-    "interval_s": (_SECONDS, 1.0, True, False),
-    "process_scan_interval_s": (_SECONDS, 10.0, True, False),
+    "interval_s": (_SECONDS, bounds.INTERVAL_S, 1.0, False),
+    "process_scan_interval_s": (_SECONDS, bounds.SCAN_INTERVAL_S, 10.0, False),
 }
 _RETENTION: _Spec = {
-    "raw_days": (_DAYS, 7.0, True, True),
-    "minute_days": (_DAYS, 90.0, True, True),
-    "hour_days": (_DAYS, None, True, True),
+    "raw_days": (_DAYS, bounds.RETENTION_DAYS, 7.0, True),
+    "minute_days": (_DAYS, bounds.RETENTION_DAYS, 90.0, True),
+    "hour_days": (_DAYS, bounds.RETENTION_DAYS, None, True),
 }
 _COST: _Spec = {
-    "tariff_per_kwh": ("a price per kWh", None, False, False),
-    "carbon_g_per_kwh": ("a number of grams of CO2e per kWh", None, False, False),
-    "cpu_core_hour": ("a price per core-hour", None, False, False),
-    "cpu_tdp_w": ("a power in watts", None, True, False),
+    "tariff_per_kwh": ("a price per kWh", bounds.PRICE_PER_KWH, None, False),
+    "carbon_g_per_kwh": (
+        "a number of grams of CO2e per kWh",
+        bounds.CARBON_G_PER_KWH,
+        None,
+        False,
+    ),
+    "cpu_core_hour": ("a price per core-hour", bounds.PRICE_PER_CORE_HOUR, None, False),
+    "cpu_tdp_w": ("a power in watts", bounds.POWER_W, None, False),
 }
 _ALERTS: _Spec = {
-    "idle_allocated_minutes": ("a number of minutes", 30.0, True, False),
-    "daily_budget": ("an amount of money per day", None, True, False),
+    "idle_allocated_minutes": ("a number of minutes", bounds.MINUTES, 30.0, False),
+    "daily_budget": ("an amount of money per day", bounds.BUDGET, None, False),
+}
+_AGENT: _Spec = {
+    "max_connections": ("a number of connections", bounds.CONNECTIONS, 512, False),
+    "max_per_client": ("a number of connections", bounds.CONNECTIONS, 32, False),
+    "request_timeout_s": (_SECONDS, bounds.REQUEST_TIMEOUT_S, 5.0, False),
 }
 _GPU_KEYS = ("name", "match", "hourly", "source", "date", "url", "includes_energy")
 
@@ -210,6 +232,41 @@ def _table_name(path: KeyPath) -> str:
     if isinstance(path[-1], int):
         return f"[[{key_name(path)}]] (entry {path[-1] + 1})"
     return f"[{key_name(path)}]"
+
+
+def number_problem(key: str, value: float) -> str | None:
+    """What the loader would say about ``value`` for the dotted ``key`` ("sampling.interval_s"),
+    or None when it is accepted (or the key is no bounded number): for forms that check a field
+    before building a configuration."""
+    table, _, leaf = key.rpartition(".")
+    spec = {"sampling": _SAMPLING, "retention": _RETENTION, "cost": _COST, "alerts": _ALERTS}
+    if table not in spec or leaf not in spec[table]:
+        return None
+    _what, bound, _default, forever = spec[table][leaf]
+    return _bound_problem(leaf, value, bound, forever)
+
+
+def _bound_problem(key: str, value: float, bound: bounds.Bound, forever: bool) -> str | None:
+    if bound.allows(value):
+        return None
+    also = ' (or "forever")' if forever else ""
+    return (
+        f"{key} {_out_of_bounds(value, bound)}, got {bounds.show(value)}; give "
+        f"{bound.range_text()}{also}."
+    )
+
+
+def _out_of_bounds(value: float, bound: bounds.Bound) -> str:
+    """Why a number is outside ``bound``, in the words a person expects first."""
+    if not math.isfinite(value):
+        return "must be a finite number"
+    if bound.integer and not float(value).is_integer():
+        return "must be a whole number"
+    if value < 0 <= bound.low:
+        return "cannot be negative"
+    if value <= 0 and (bound.low > 0 or bound.low_open):
+        return "must be greater than 0"
+    return "is too small" if value < bound.low else "is too large"
 
 
 def _show(value: Any) -> str:
@@ -229,7 +286,17 @@ class _Builder:
         self.keys(
             data,
             (),
-            ("sampling", "retention", "cost", "alerts", "storage", "backends", "hosts", "advice"),
+            (
+                "sampling",
+                "retention",
+                "cost",
+                "alerts",
+                "storage",
+                "backends",
+                "hosts",
+                "advice",
+                "agent",
+            ),
         )
         sampling = self.numbers(self.table(data, "sampling"), ("sampling",), _SAMPLING)
         retention = self.numbers(self.table(data, "retention"), ("retention",), _RETENTION)
@@ -251,6 +318,7 @@ class _Builder:
             backends=self.backends(self.table(data, "backends")),
             hosts=self.hosts(self.table(data, "hosts")),
             advice=self.advice(self.table(data, "advice")),
+            agent=self.agent(self.table(data, "agent")),
             path=self.path,
         )
 
@@ -316,12 +384,21 @@ class _Builder:
             )
         return tuple(found)
 
+    def agent(self, table: Mapping[str, Any]) -> AgentConfig:
+        got = self.numbers(table, ("agent",), _AGENT)
+        return AgentConfig(
+            max_connections=int(got["max_connections"] or 0),
+            max_per_client=int(got["max_per_client"] or 0),
+            request_timeout_s=float(got["request_timeout_s"] or 0.0),
+        )
+
     def advice(self, table: Mapping[str, Any]) -> dict[str, float]:
         from costmeter.advice.thresholds import Thresholds
 
         found: dict[str, float] = {}
         for key, value in table.items():
-            number = self.number(value, ("advice", key), "a number", positive=False)
+            bound = bounds.advice_bound(str(key))
+            number = self.number(value, ("advice", key), bound.what, bound)
             assert number is not None
             try:  # the advice package knows its keys and their ranges
                 Thresholds.from_mapping({str(key): number})
@@ -365,28 +442,30 @@ class _Builder:
         if check_keys:
             self.keys(table, where, tuple(spec))
         result: dict[str, float | None] = {}
-        for key, (what, default, positive, forever) in spec.items():
+        for key, (what, bound, default, forever) in spec.items():
             result[key] = default
             if key in table:
-                result[key] = self.number(table[key], (*where, key), what, positive, forever)
+                result[key] = self.number(table[key], (*where, key), what, bound, forever)
         return result
 
     def number(
-        self, value: Any, where: KeyPath, what: str, positive: bool, forever: bool = False
+        self, value: Any, where: KeyPath, what: str, bound: bounds.Bound, forever: bool = False
     ) -> float | None:
+        """``value`` as a float inside ``bound``; a ConfigError naming the key, the value and
+        the bound otherwise (TOML has ``nan`` and ``inf`` literals: both are refused)."""
         key = where[-1]
         if forever and isinstance(value, str) and value.strip().lower() in ("forever", "none"):
             return None
         if isinstance(value, bool) or not isinstance(value, int | float):
             also = ' or "forever"' if forever else ""
-            raise self.error(where, f"{key} must be {what}{also}, got {_show(value)}.")
-        if not math.isfinite(value):
-            raise self.error(where, f"{key} must be a finite number, got {value}.")
-        if positive and value <= 0:
-            raise self.error(where, f"{key} must be greater than 0, got {value}.")
-        if value < 0:
-            raise self.error(where, f"{key} cannot be negative, got {value}.")
-        return float(value)
+            raise self.error(
+                where,
+                f"{key} must be {what}{also}, got {_show(value)}; give {bound.range_text()}.",
+            )
+        problem = _bound_problem(str(key), value, bound, forever)
+        if problem is None:
+            return float(value)
+        raise self.error(where, problem)
 
     def retention_order(self, days: dict[str, float | None]) -> None:
         """Each coarser resolution must be kept at least as long as the finer one before it."""
@@ -437,7 +516,9 @@ class _Builder:
             if required not in raw:
                 raise self.error(where, f"{_table_name(where)} needs a '{required}' key.")
         name = self.string(raw, (*where, "name"), "the GPU model's name")
-        hourly = self.number(raw["hourly"], (*where, "hourly"), "a price per hour", False)
+        hourly = self.number(
+            raw["hourly"], (*where, "hourly"), "a price per hour", bounds.PRICE_PER_GPU_HOUR
+        )
         assert name is not None and hourly is not None
         match = raw.get("match", [])
         if isinstance(match, str):

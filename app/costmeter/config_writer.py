@@ -22,7 +22,7 @@ import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from costmeter.config import Config, RemoteHostConfig, load_config, parse_config
+from costmeter.config import AgentConfig, Config, RemoteHostConfig, load_config, parse_config
 from costmeter.core.errors import ConfigError
 from costmeter.cost.pricing import PriceRow
 
@@ -162,6 +162,8 @@ def dump_config(config: Config, *, path: Path | None = None) -> str:
     )
     if config.storage.database is not None:
         lines += _table("storage", {"database": config.storage.database})
+    if config.agent != AgentConfig():  # `costmeter agent`'s limits, kept when the app saves
+        lines += _table("agent", dataclasses.asdict(config.agent))
     for name, options in config.backends.items():  # kept as they are: the backends' own
         lines += _table(f"backends.{toml_key(name)}", options)
     if config.advice:

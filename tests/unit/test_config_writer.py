@@ -26,6 +26,7 @@ from costmeter.config import (
     parse_config,
 )
 from costmeter.config_writer import backup_path, dump_config, save_config, toml_string
+from costmeter.core import bounds
 from costmeter.core.errors import ConfigError
 from costmeter.cost.pricing import PriceRow, load_default_pricing, make_row
 
@@ -36,8 +37,13 @@ WHERE = Path("/configs/costmeter/config.toml")
 # Any character a UTF-8 file can hold, control characters included (they must be escaped).
 _text = st.text(st.characters(exclude_categories=["Cs"]), max_size=30)
 _words = _text.filter(lambda s: s.strip() != "")
-_positive = st.floats(min_value=0, max_value=1e12, exclude_min=True, allow_nan=False)
-_non_negative = st.floats(min_value=0, max_value=1e12, allow_nan=False)
+
+
+def _within(bound: bounds.Bound) -> st.SearchStrategy[float]:
+    """Any float the loader accepts for a key with this bound (ends included)."""
+    return st.floats(bound.low, bound.high, exclude_min=bound.low_open, allow_nan=False)
+
+
 _DEFAULT_MODELS = [row.model for row in load_default_pricing().gpu_rows]
 
 
@@ -45,7 +51,7 @@ _DEFAULT_MODELS = [row.model for row in load_default_pricing().gpu_rows]
 def _retention(draw: st.DrawFn) -> RetentionConfig:
     """Days that never shrink from raw to 1-hour data; "forever" (None) only at the end."""
     kept = draw(st.integers(0, 3))
-    days = sorted(draw(st.lists(_positive, min_size=kept, max_size=kept)))
+    days = sorted(draw(st.lists(_within(bounds.RETENTION_DAYS), min_size=kept, max_size=kept)))
     values: list[float | None] = [*days, *[None] * (3 - kept)]
     return RetentionConfig(*values)
 
@@ -66,7 +72,7 @@ def _gpu_row(draw: st.DrawFn) -> PriceRow:
     return make_row(
         model=model,
         match=match,
-        hourly=draw(_non_negative),
+        hourly=draw(_within(bounds.PRICE_PER_GPU_HOUR)),
         source=draw(_words.filter(lambda s: not s.startswith("your configuration ("))),
         date=draw(st.one_of(st.just(""), _words, st.just("2025-03-01"))),
         url=draw(st.one_of(st.none(), _words)),
@@ -77,21 +83,25 @@ def _gpu_row(draw: st.DrawFn) -> PriceRow:
 
 _configs = st.builds(
     Config,
-    sampling=st.builds(SamplingConfig, interval_s=_positive, process_scan_interval_s=_positive),
+    sampling=st.builds(
+        SamplingConfig,
+        interval_s=_within(bounds.INTERVAL_S),
+        process_scan_interval_s=_within(bounds.SCAN_INTERVAL_S),
+    ),
     retention=_retention(),
     cost=st.builds(
         CostConfig,
         currency=st.one_of(st.none(), st.from_regex(r"[A-Z]{3}", fullmatch=True)),
-        tariff_per_kwh=st.one_of(st.none(), _non_negative),
-        carbon_g_per_kwh=st.one_of(st.none(), _non_negative),
-        cpu_core_hour=st.one_of(st.none(), _non_negative),
-        cpu_tdp_w=st.one_of(st.none(), _positive),
+        tariff_per_kwh=st.one_of(st.none(), _within(bounds.PRICE_PER_KWH)),
+        carbon_g_per_kwh=st.one_of(st.none(), _within(bounds.CARBON_G_PER_KWH)),
+        cpu_core_hour=st.one_of(st.none(), _within(bounds.PRICE_PER_CORE_HOUR)),
+        cpu_tdp_w=st.one_of(st.none(), _within(bounds.POWER_W)),
         gpu=st.lists(_gpu_row(), max_size=4).map(tuple),
     ),
     alerts=st.builds(
         AlertsConfig,
-        idle_allocated_minutes=_positive,
-        daily_budget=st.one_of(st.none(), _positive),
+        idle_allocated_minutes=_within(bounds.MINUTES),
+        daily_budget=st.one_of(st.none(), _within(bounds.BUDGET)),
     ),
     storage=st.builds(
         StorageConfig,

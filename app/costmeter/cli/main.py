@@ -12,6 +12,8 @@ import sys
 from collections.abc import Sequence
 
 from costmeter import __version__
+from costmeter.cli import arg_types as t
+from costmeter.core import bounds as b
 
 SIM_HELP = (
     "use simulated GPUs instead of the NVIDIA driver: a count (4) or a comma list of "
@@ -19,12 +21,21 @@ SIM_HELP = (
 )
 
 
+INTERVAL = t.number(b.INTERVAL_S)
+INTERVAL_HELP = "seconds between samples (0.05 to 3600)"
+SINCE = t.duration_text(b.WINDOW_S)
+SINCE_HELP = "e.g. 1h, 24h, 7d"
+RUNS = t.whole(b.PARALLEL_RUNS)
+
+
 def _common(p: argparse.ArgumentParser, *, simulate: bool = True) -> None:
     p.add_argument("--db", metavar="PATH", help="database file (default: the user data dir)")
     p.add_argument("--config", metavar="PATH", help="config file (default: the user config dir)")
     if simulate:
         p.add_argument("--simulate", metavar="SPEC", help=SIM_HELP)
-        p.add_argument("--seed", type=int, default=0, help="seed for simulated GPUs (default 0)")
+        p.add_argument(
+            "--seed", type=t.whole(b.SEED), default=0, help="seed for simulated GPUs (default 0)"
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,8 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     rec = sub.add_parser("record", help="sample GPUs and the host into the database (headless)")
-    rec.add_argument("--interval", type=float, metavar="S", help="seconds between samples")
-    rec.add_argument("--duration", metavar="S", help="stop after this long (90, 15m, 2h)")
+    rec.add_argument("--interval", type=INTERVAL, metavar="S", help=INTERVAL_HELP)
+    rec.add_argument(
+        "--duration",
+        type=t.duration_text(b.DURATION_S),
+        metavar="S",
+        help="stop after this long (90, 15m, 2h)",
+    )
     rec.add_argument(
         "--remote",
         action="append",
@@ -75,12 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write the H hours of history that end now, sampled from simulated GPUs "
         "through the same sampler -> store path on a simulated clock.",
     )
-    sim.add_argument("--hours", type=float, required=True, metavar="H")
-    sim.add_argument("--interval", type=float, metavar="S", help="seconds between samples")
+    sim.add_argument("--hours", type=t.number(b.HOURS), required=True, metavar="H")
+    sim.add_argument("--interval", type=INTERVAL, metavar="S", help=INTERVAL_HELP)
     _common(sim)
 
     rep = sub.add_parser("report", help="energy, cost and idle cost per device and host")
-    rep.add_argument("--since", default="24h", metavar="DURATION", help="e.g. 1h, 24h, 7d")
+    rep.add_argument("--since", default="24h", type=SINCE, metavar="DURATION", help=SINCE_HELP)
     rep.add_argument("--format", choices=("table", "json", "csv"), default="table")
     rep.add_argument(
         "--simulate",
@@ -98,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
         "idle or under-used GPUs, memory headroom or pressure, input-bound runs, power limits, "
         "packing sweeps, budgets. Each comes with its evidence and savings per month.",
     )
-    adv.add_argument("--since", default="24h", metavar="DURATION", help="e.g. 1h, 24h, 7d")
+    adv.add_argument("--since", default="24h", type=SINCE, metavar="DURATION", help=SINCE_HELP)
     adv.add_argument("--format", choices=("table", "json"), default="table")
     adv.add_argument(
         "--all", action="store_true", help="include dismissed and snoozed recommendations"
@@ -111,6 +127,46 @@ def build_parser() -> argparse.ArgumentParser:
         help="read the simulation database (the default for commands run with --simulate)",
     )
     _common(adv, simulate=False)
+
+    imp = sub.add_parser(
+        "import",
+        help="load a GPU log written elsewhere (nvidia-smi CSV, Costmeter export) into history",
+        description="Load the CSV that `nvidia-smi --query-gpu=... --format=csv -l N` wrote "
+        "(any columns that include timestamp and utilization.gpu, with or without units), or "
+        "a series exported from Costmeter's History page, into the database, so report, "
+        "history and advise cover machines where Costmeter never ran. Importing a file again "
+        "adds nothing. Malformed lines are skipped and named. Exit status: 0 all imported, "
+        "1 some lines skipped, 2 nothing imported.",
+    )
+    imp.add_argument("file", metavar="FILE", help="the log file")
+    imp.add_argument(
+        "--host", metavar="NAME", help="the machine the log came from (default: the file name)"
+    )
+    imp.add_argument(
+        "--gpu-model",
+        metavar="MODEL",
+        help="the GPU model, for prices and energy estimates when the file has no name or "
+        "power.draw column: a100, h100, rtx4090, t4, l4, a10g, p4 or a name as nvidia-smi "
+        "prints it",
+    )
+    imp.add_argument(
+        "--tz",
+        metavar="ZONE",
+        help="time zone of nvidia-smi's timestamps, which are the logging machine's local "
+        "time: UTC, +02:00 or Europe/Berlin (default: this machine's zone)",
+    )
+    imp.add_argument(
+        "--columns",
+        metavar="A,B,C",
+        help="column names for a file written with noheader (or with its own names), in "
+        "order, as in --query-gpu: timestamp,index,utilization.gpu,power.draw",
+    )
+    imp.add_argument(
+        "--metric",
+        metavar="METRIC",
+        help="for a Costmeter export whose file name does not say: gpu_util, power_w, ...",
+    )
+    _common(imp, simulate=False)
 
     cmp_ = sub.add_parser(
         "compress",
@@ -142,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--format", choices=("table", "json"), default="table")
     cmp_.add_argument(
         "--max-drop",
-        type=float,
+        type=t.number(b.PERCENT_POINTS),
         default=1.0,
         metavar="POINTS",
         help="reject the compressed model when accuracy drops more than this many "
@@ -154,8 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="allow unpickling a torch.save(model) file: unpickling runs code from the file, "
         "so only pass this for files you made or trust",
     )
-    cmp_.add_argument("--batch", type=int, default=64, metavar="N", help="the larger batch")
-    cmp_.add_argument("--repeat", type=int, default=30, metavar="N", help="timed runs per figure")
+    cmp_.add_argument(
+        "--batch", type=t.whole(b.BATCH), default=64, metavar="N", help="the larger batch"
+    )
+    cmp_.add_argument(
+        "--repeat", type=t.whole(b.REPEATS), default=30, metavar="N", help="timed runs per figure"
+    )
 
     exm = sub.add_parser(
         "example",
@@ -168,8 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", metavar="MODEL", help="save the trained model (weights only: no --trust needed)"
     )
     exm.add_argument("--eval-out", metavar="DATA.npz", help="save the held-out data (x, y)")
-    exm.add_argument("--epochs", type=int, default=20)
-    exm.add_argument("--seed", type=int, default=0)
+    exm.add_argument("--epochs", type=t.whole(b.EPOCHS), default=20)
+    exm.add_argument("--seed", type=t.whole(b.SEED), default=0)
 
     agt = sub.add_parser(
         "agent",
@@ -188,15 +248,33 @@ def build_parser() -> argparse.ArgumentParser:
     agt.add_argument("--token-file", metavar="F", help="file holding the bearer token")
     agt.add_argument("--tls-cert", metavar="F", help="certificate (PEM) to serve HTTPS")
     agt.add_argument("--tls-key", metavar="F", help="private key (PEM) of --tls-cert")
-    agt.add_argument("--interval", type=float, metavar="S", help="seconds between samples")
+    agt.add_argument("--interval", type=INTERVAL, metavar="S", help=INTERVAL_HELP)
     agt.add_argument(
         "--buffer-hours",
-        type=float,
+        type=t.number(b.HOURS),
         default=24.0,
         metavar="H",
         help="how long the local buffer keeps samples for backfill (default 24)",
     )
     agt.add_argument("--name", metavar="NAME", help="the host name samples carry")
+    agt.add_argument(
+        "--max-connections",
+        type=t.whole(b.CONNECTIONS),
+        metavar="N",
+        help="connections open at once (default: [agent] max_connections, 512)",
+    )
+    agt.add_argument(
+        "--max-per-client",
+        type=t.whole(b.CONNECTIONS),
+        metavar="N",
+        help="connections open at once from one address (default: [agent] max_per_client, 32)",
+    )
+    agt.add_argument(
+        "--request-timeout",
+        type=t.number(b.REQUEST_TIMEOUT_S),
+        metavar="S",
+        help="seconds a client has to send its request (default: [agent] request_timeout_s, 5)",
+    )
     _common(agt)
 
     gui = sub.add_parser("gui", help="open the desktop app (the default without a command)")
@@ -206,7 +284,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="save a PNG of the window once it shows live data, then quit",
     )
     gui.add_argument(
-        "--quit-after", type=float, metavar="S", help="close the window after S seconds"
+        "--quit-after",
+        type=t.number(b.SECONDS),
+        metavar="S",
+        help="close the window after S seconds",
     )
     gui.add_argument(
         "--page",
@@ -222,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         help="the page to open on",
     )
-    gui.add_argument("--interval", type=float, metavar="S", help="seconds between samples")
+    gui.add_argument("--interval", type=INTERVAL, metavar="S", help=INTERVAL_HELP)
     gui.add_argument("--theme", choices=("light", "dark"), help="override the saved theme")
     gui.add_argument(
         "--settings", metavar="PATH", help="window settings file (default: the platform's)"
@@ -241,21 +322,31 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument(
             "--gpus",
-            type=int,
+            type=t.gpus,
             metavar="N",
             help="GPUs to place each run on (CUDA_VISIBLE_DEVICES); without it a run is not "
             "placed and is charged for the GPUs its processes use",
         )
         p.add_argument("--name", metavar="NAME", help="the run's name (default: from the command)")
-        p.add_argument("--budget", metavar="MONEY", help="stop a run once it costs more (2.50)")
-        p.add_argument("--time-limit", metavar="DURATION", help="stop a run after this (30m, 2h)")
+        p.add_argument(
+            "--budget",
+            type=t.money_text(b.BUDGET),
+            metavar="MONEY",
+            help="stop a run once it costs more (2.50)",
+        )
+        p.add_argument(
+            "--time-limit",
+            type=t.duration_text(b.DURATION_S),
+            metavar="DURATION",
+            help="stop a run after this (30m, 2h)",
+        )
         p.add_argument(
             "--profile",
             metavar="PROFILE",
             help="simulated workload of a run's process on simulated GPUs (default: the GPU's "
             "profile in --simulate, else train)",
         )
-        p.add_argument("--interval", type=float, metavar="S", help="seconds between samples")
+        p.add_argument("--interval", type=INTERVAL, metavar="S", help=INTERVAL_HELP)
         _common(p)
         p.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD ARGS...")
 
@@ -277,15 +368,17 @@ def build_parser() -> argparse.ArgumentParser:
         "start with the run's name; a table of the runs closes it.",
     )
     swp.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2,...")
-    swp.add_argument("--max-parallel", type=int, default=1, metavar="K", help="runs at once")
-    swp.add_argument("--per-gpu", type=int, default=1, metavar="M", help="runs per GPU at once")
+    swp.add_argument("--max-parallel", type=RUNS, default=1, metavar="K", help="runs at once")
+    swp.add_argument("--per-gpu", type=RUNS, default=1, metavar="M", help="runs per GPU at once")
     swp.add_argument(
         "--stop-on-failure", action="store_true", help="start no more runs once one fails"
     )
     run_options(swp)
     rns = sub.add_parser("runs", help="the runs Costmeter launched, newest first")
     rns.add_argument("--format", choices=("table", "json"), default="table")
-    rns.add_argument("--limit", type=int, default=50, metavar="N", help="at most N runs")
+    rns.add_argument(
+        "--limit", type=t.whole(b.LIST_LIMIT), default=50, metavar="N", help="at most N runs"
+    )
     rns.add_argument(
         "--simulate",
         nargs="?",

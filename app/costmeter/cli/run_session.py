@@ -25,7 +25,8 @@ from types import FrameType
 
 from costmeter.cli.common import load_config_from, resolve_db, say
 from costmeter.config import Config
-from costmeter.core import CostmeterError, SamplerUnavailable, StoreLockedError
+from costmeter.core import CostmeterError, SamplerUnavailable, StoreLockedError, units
+from costmeter.core.bounds import BUDGET
 from costmeter.core.units import format_duration, parse_duration
 from costmeter.cost.run_cost import format_cost
 from costmeter.plugin_api import Backend, RunSpec, RunState
@@ -39,7 +40,6 @@ from costmeter.store.runs import RunStore
 
 #: A running run's progress (ETA, forecast) is printed at most this often.
 PROGRESS_EVERY_S = 10.0
-_MONEY = re.compile(r"^\s*[$€£¥₹]?\s*(\d+(?:\.\d*)?|\.\d+)\s*([A-Za-z]{3})?\s*$")
 
 
 class UsageError(CostmeterError):
@@ -47,10 +47,11 @@ class UsageError(CostmeterError):
 
 
 def parse_money(text: str) -> float:
-    m = _MONEY.match(text)
-    if m is None or float(m.group(1)) <= 0:
-        raise UsageError(f"'{text}' is not an amount of money; write for example 2.50 or $2.50.")
-    return float(m.group(1))
+    """A run's budget (above 0, at most ``BUDGET.high``); UsageError naming the text otherwise."""
+    try:
+        return units.parse_money(text, BUDGET, "--budget")
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def command_of(args: argparse.Namespace) -> list[str]:
@@ -71,7 +72,9 @@ def spec_from(args: argparse.Namespace, argv: list[str], name: str | None = None
             argv=tuple(argv),
             gpus=gpus if gpus is not None and gpus > 0 else 0,
             name=name or args.name,
-            time_limit_s=parse_duration(args.time_limit) if args.time_limit else None,
+            time_limit_s=parse_duration(args.time_limit, label="--time-limit")
+            if args.time_limit
+            else None,
             budget=parse_money(args.budget) if args.budget else None,
             cwd=str(Path.cwd()),
         )

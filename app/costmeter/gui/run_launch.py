@@ -7,20 +7,18 @@ field it is about.
 
 from __future__ import annotations
 
-import re
 import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from costmeter.core import CostmeterError
+from costmeter.core import CostmeterError, units
 from costmeter.core.units import parse_duration
 from costmeter.plugin_api import RunSpec
 from costmeter.runs.commands import GridError, default_name, expand_grid, parse_grid, placeholders
 
 #: A sweep larger than this is refused (a typo in a grid should not queue ten thousand runs).
 MAX_SWEEP_RUNS = 500
-_MONEY = re.compile(r"^\s*[$€£¥₹]?\s*(\d+(?:\.\d*)?|\.\d+)\s*([A-Za-z]{3})?\s*$")
 
 
 class LaunchError(CostmeterError):
@@ -110,13 +108,10 @@ def parse_grid_text(text: str) -> list[tuple[str, tuple[str, ...]]]:
 def parse_money(text: str) -> float | None:
     if not text.strip():
         return None
-    m = _MONEY.match(text)
-    if m is None or float(m.group(1)) <= 0:
-        raise LaunchError(
-            f"'{text.strip()}' is not an amount of money; write for example 2.50 or $2.50.",
-            "budget",
-        )
-    return float(m.group(1))
+    try:
+        return units.parse_money(text)
+    except ValueError as exc:
+        raise LaunchError(str(exc), "budget") from None
 
 
 def parse_limit(text: str) -> float | None:

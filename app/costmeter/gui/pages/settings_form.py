@@ -19,6 +19,7 @@ from costmeter.config import (
     RetentionConfig,
     SamplingConfig,
     StorageConfig,
+    number_problem,
 )
 from costmeter.cost.pricing import PriceRow, Pricing
 from costmeter.gui.widgets.form_field import FieldError, number_text, parse_number
@@ -134,6 +135,10 @@ def build_config(
                 raise FieldError(f"enter a number such as {spec.example}.")
         except FieldError as err:
             problems[key] = (_sentence(str(err)), f"{spec.label}: {err}")
+            continue
+        out_of_bounds = number_problem(key, value) if value is not None else None
+        if out_of_bounds is not None:  # the loader's bound and words, beside the field
+            problems[key] = in_words(out_of_bounds, key)
             continue
         values[key] = value
     _check_retention_order(values, problems)
