@@ -23,7 +23,9 @@ from costmeter.service.runs import RunService, RunServiceOptions
 pytestmark = pytest.mark.integration
 PY = sys.executable
 _LOOPS: dict[int, list[threading.Thread]] = {}
-BUSY = "import time\nt=time.time()\nwhile time.time()-t<{s}: pass\n"
+#: Spins for {s} seconds of CPU time, not of wall time: on a loaded machine a wall-time loop
+#: gets a fraction of a core, and a check of the CPU billed to the run would fail for the load.
+BUSY = "import time\nt=time.process_time()\nwhile time.process_time()-t<{s}: pass\n"
 
 
 @pytest.fixture
