@@ -22,11 +22,11 @@ from PySide6.QtWidgets import QApplication
 from costmeter.config import Config
 from costmeter.gui import advice_poller
 from costmeter.gui.context import AppContext, ContextSignals
-from costmeter.gui.live import LiveState
 from costmeter.gui.pages.advice import AdvicePage
 from costmeter.gui.reader import StoreReader
 from costmeter.gui.theme import apply_theme
 from costmeter.gui.widgets import evidence_plot
+from costmeter.service.live import LiveState
 from costmeter.store import Store
 
 

@@ -38,10 +38,10 @@ from PySide6.QtWidgets import QApplication
 from bench_history import T0, generate
 from costmeter.config import Config
 from costmeter.gui.context import AppContext, ContextSignals
-from costmeter.gui.live import LiveState
 from costmeter.gui.pages.history import HistoryPage
 from costmeter.gui.reader import StoreReader
 from costmeter.gui.theme import apply_theme
+from costmeter.service.live import LiveState
 
 ZOOMS = (("30 days", 30 * 86400.0), ("1 day", 86400.0), ("1 hour", 3600.0))
 

@@ -17,7 +17,11 @@ the slot overhead there is about K / cores times it), and from the runs themselv
 (submit to the backend's start time) and end-detection latency (the backend's end time to the
 queue noticing it). Target: at most 20 ms per run.
 
-    .venv/bin/python bench/bench_runs.py [--runs 200] [--parallel 8]
+The machine is noisy, so the three ways are measured ``--rounds`` times (bare again before each
+round) and the last line gives the median overhead per run of each: ``RunService overhead per
+run: X ms (queue alone: Y ms)``.
+
+    .venv/bin/python bench/bench_runs.py [--runs 200] [--parallel 8] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -96,7 +100,8 @@ def through_service(n: int, k: int, root: Path) -> tuple[float, list[RunInfo], R
 
 def report(
     name: str, wall: float, cpu: float, runs: list[RunInfo], queue: RunQueue, base: float
-) -> None:
+) -> float:
+    """Prints the figures of one way; returns its overhead per run (seconds)."""
     n, k = len(runs), queue.max_parallel
     bad = [r for r in runs if r.state != RunState.SUCCEEDED]
     assert not bad, bad[0].message
@@ -114,6 +119,7 @@ def report(
         f"{'':8s} start latency {_ms(start)}; end detection {_ms(end)}; "
         f"at most {queue.max_parallel_seen} at once, {queue.pool.max_runs_per_gpu} per GPU"
     )
+    return overhead
 
 
 def _ms(values: list[float]) -> str:
@@ -126,29 +132,43 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--parallel", type=int, default=8)
     parser.add_argument("--no-service", action="store_true")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     n, k = args.runs, args.parallel
     print(
         f"{n} runs of {TRUE}, {k} at a time; Python {platform.python_version()}, "
         f"{os.cpu_count()} CPUs, {platform.platform()}"
     )
+    rounds = max(1, args.rounds)
     bare(20, k)  # warm up: page cache, thread pool
+    overheads: dict[str, list[float]] = {"queue": [], "service": []}
     with tempfile.TemporaryDirectory(prefix="costmeter-bench-runs-") as tmp:
-        root = Path(tmp)
-        c0 = self_cpu()
-        base = bare(n, k)
-        print(
-            f"{'bare':8s} wall {base:6.2f} s  {n / base:6.1f} runs/s  "
-            f"({base * k / n * 1000:.1f} ms of slot time per run)  "
-            f"CPU {(self_cpu() - c0) / n * 1000:.2f} ms/run"
-        )
-        c0 = self_cpu()
-        wall, runs, queue = through_queue(n, k, root / "q")
-        report("queue", wall, self_cpu() - c0, runs, queue, base)
-        if not args.no_service:
+        for round_no in range(rounds):
+            root = Path(tmp) / f"round{round_no}"
             c0 = self_cpu()
-            wall, runs, queue = through_service(n, k, root / "s")
-            report("service", wall, self_cpu() - c0, runs, queue, base)
+            base = bare(n, k)
+            print(
+                f"{'bare':8s} wall {base:6.2f} s  {n / base:6.1f} runs/s  "
+                f"({base * k / n * 1000:.1f} ms of slot time per run)  "
+                f"CPU {(self_cpu() - c0) / n * 1000:.2f} ms/run"
+            )
+            c0 = self_cpu()
+            wall, runs, queue = through_queue(n, k, root / "q")
+            overheads["queue"].append(report("queue", wall, self_cpu() - c0, runs, queue, base))
+            if not args.no_service:
+                c0 = self_cpu()
+                wall, runs, queue = through_service(n, k, root / "s")
+                cpu = self_cpu() - c0
+                overheads["service"].append(report("service", wall, cpu, runs, queue, base))
+    queue_ms = statistics.median(overheads["queue"]) * 1000
+    if args.no_service:
+        print(f"RunQueue overhead per run: {queue_ms:.1f} ms (median of {rounds})")
+    else:
+        service_ms = statistics.median(overheads["service"]) * 1000
+        print(
+            f"RunService overhead per run: {service_ms:.1f} ms "
+            f"(queue alone: {queue_ms:.1f} ms; median of {rounds} rounds)"
+        )
     return 0
 
 

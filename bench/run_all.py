@@ -16,10 +16,13 @@ SCRIPTS = [
     ["bench_storage.py"],
     ["bench_history.py"],
     ["bench_history_pan.py"],
+    ["bench_history_cost.py"],
     ["bench_gui.py"],
     ["bench_runs.py"],
     ["bench_advice_accuracy.py"],
+    ["bench_advise_speed.py"],
     ["bench_compress.py"],
+    ["bench_backfill.py"],
     ["bench_remote.py", "--agents", "32", "--gpus", "8", "--seconds", "90", "--warmup", "20"],
     ["bench_agent_hostile.py", "--seconds", "6"],
     # bench_package.py is left out: it builds the bundle and the .deb first (`make package`).

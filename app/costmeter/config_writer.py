@@ -1,13 +1,12 @@
 """Writing a ``Config`` back to its TOML file (the Settings page saves through here).
 
-``dump_config`` produces text that ``load_config`` reads back to an equal ``Config``.
-``save_config`` checks that text with the very parser that reads the file *before* anything
+``dump_config`` produces text that ``load_config`` reads back to an equal ``Config``. Given the
+file's current text it edits that document in place with tomlkit, so the user's comments, key
+order and spelling of unchanged values survive a save; only what changed is rewritten.
+``save_config`` checks the text with the very parser that reads the file *before* anything
 touches the disk, then replaces the file atomically and keeps the previous one as ``.bak``: a
 refused or failed save leaves the user's file exactly as it was, and a crash mid-write never
 leaves half a file behind.
-
-The shape is fixed and small, so a few lines of our own replace a TOML-writing dependency; strings
-are escaped as TOML basic strings (quotes, backslashes, control characters).
 """
 
 from __future__ import annotations
@@ -21,6 +20,12 @@ import stat
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
+
+import tomlkit
+import tomlkit.exceptions
+from tomlkit.container import Container
+from tomlkit.items import AoT, Table
 
 from costmeter.config import AgentConfig, Config, RemoteHostConfig, load_config, parse_config
 from costmeter.core.errors import ConfigError
@@ -30,79 +35,45 @@ from costmeter.cost.pricing import PriceRow
 #: that a moved file names its new place.
 _IMPLICIT_SOURCE = re.compile(r"your configuration \(.*\)", re.DOTALL)
 
-_ESCAPES = {
-    '"': '\\"',
-    "\\": "\\\\",
-    "\b": "\\b",
-    "\t": "\\t",
-    "\n": "\\n",
-    "\f": "\\f",
-    "\r": "\\r",
-}
+#: A lone surrogate, which no UTF-8 file can hold (tomlkit writes it as it is).
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 #: A new file gets these permissions; an existing file keeps its own.
 _NEW_FILE_MODE = 0o644
 
+#: The top-level tables the loader reads; the writer owns them (anything else is dropped, as the
+#: loader would refuse it).
+_TOP_LEVEL = (
+    "sampling",
+    "retention",
+    "cost",
+    "alerts",
+    "storage",
+    "agent",
+    "backends",
+    "advice",
+    "hosts",
+)
+
+_Values = dict[str, object]
+
+
+def _escape_surrogates(text: str) -> str:
+    """Lone surrogates as ``\\uXXXX``: TOML refuses that escape, so the check before saving
+    reports the key and line instead of the encoder failing halfway."""
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04X}", text)
+
 
 def toml_string(text: str) -> str:
-    """``text`` as a TOML basic string.
-
-    Control characters become ``\\uXXXX``. A lone surrogate (which no UTF-8 file can hold) is
-    escaped too; TOML refuses that escape, so the check before saving reports it instead of the
-    encoder failing halfway.
-    """
-    out = []
-    for char in text:
-        code = ord(char)
-        if char in _ESCAPES:
-            out.append(_ESCAPES[char])
-        elif code < 0x20 or code == 0x7F or 0xD800 <= code <= 0xDFFF:
-            out.append(f"\\u{code:04X}")
-        else:
-            out.append(char)
-    return '"' + "".join(out) + '"'
-
-
-def toml_value(value: object) -> str:
-    """A number, flag, string, path or list of strings as TOML.
-
-    Floats use ``repr``, the shortest text that reads back to the same float (``1e-05``, ``inf``
-    and ``nan`` are TOML too; the loader then refuses the last two in words).
-    """
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str | Path):
-        return toml_string(str(value))
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    if isinstance(value, Mapping):
-        return "{" + ", ".join(f"{toml_key(k)} = {toml_value(v)}" for k, v in value.items()) + "}"
-    raise TypeError(f"cannot write {type(value).__name__} {value!r} to the configuration file")
-
-
-def toml_key(key: object) -> str:
-    """A key as TOML: bare when it can be, else a quoted string."""
-    text = str(key)
-    return text if re.fullmatch(r"[A-Za-z0-9_-]+", text) else toml_string(text)
+    """``text`` as a TOML basic string (control characters and lone surrogates escaped)."""
+    return _escape_surrogates(tomlkit.string(text).as_string())
 
 
 def _days(value: float | None) -> object:
     return "forever" if value is None else value
 
 
-def _table(name: str, values: Mapping[str, object], *, array: bool = False) -> list[str]:
-    """A ``[name]`` (or ``[[name]]``) header and its keys; values that are None are left out."""
-    header = f"[[{name}]]" if array else f"[{name}]"
-    return [
-        "",
-        header,
-        *(f"{toml_key(k)} = {toml_value(v)}" for k, v in values.items() if v is not None),
-    ]
-
-
-def _gpu_row(row: PriceRow) -> dict[str, object]:
+def _gpu_row(row: PriceRow) -> _Values:
     source: str | None = row.source
     if not row.source.strip() or _IMPLICIT_SOURCE.fullmatch(row.source):
         source = None
@@ -117,63 +88,7 @@ def _gpu_row(row: PriceRow) -> dict[str, object]:
     }
 
 
-def dump_config(config: Config, *, path: Path | None = None) -> str:
-    """The TOML text of ``config``.
-
-    Sampling, retention and alerts are written in full, so that the file shows what is in force;
-    ``[cost]`` holds only the figures the user set (None means "the default table's") and only the
-    user's GPU rows; ``[storage]`` only a database the user chose. ``path`` (default
-    ``config.path``) only names the backup in the opening comment.
-    """
-    target = path if path is not None else config.path
-    backup = f"{target.name}.bak" if target is not None else "a .bak file beside it"
-    lines = [
-        "# Costmeter configuration, written by the Settings page. You may edit it by hand:",
-        "# saving from Settings rewrites it without comments, keeping the previous file as",
-        f"# {backup}.",
-    ]
-    s, r, c, a = config.sampling, config.retention, config.cost, config.alerts
-    lines += _table(
-        "sampling",
-        {"interval_s": s.interval_s, "process_scan_interval_s": s.process_scan_interval_s},
-    )
-    lines += _table(
-        "retention",
-        {
-            "raw_days": _days(r.raw_days),
-            "minute_days": _days(r.minute_days),
-            "hour_days": _days(r.hour_days),
-        },
-    )
-    cost = {
-        "currency": c.currency,
-        "tariff_per_kwh": c.tariff_per_kwh,
-        "carbon_g_per_kwh": c.carbon_g_per_kwh,
-        "cpu_core_hour": c.cpu_core_hour,
-        "cpu_tdp_w": c.cpu_tdp_w,
-    }
-    if any(v is not None for v in cost.values()):
-        lines += _table("cost", cost)
-    for row in c.gpu:
-        lines += _table("cost.gpu", _gpu_row(row), array=True)
-    lines += _table(
-        "alerts",
-        {"idle_allocated_minutes": a.idle_allocated_minutes, "daily_budget": a.daily_budget},
-    )
-    if config.storage.database is not None:
-        lines += _table("storage", {"database": config.storage.database})
-    if config.agent != AgentConfig():  # `costmeter agent`'s limits, kept when the app saves
-        lines += _table("agent", dataclasses.asdict(config.agent))
-    for name, options in config.backends.items():  # kept as they are: the backends' own
-        lines += _table(f"backends.{toml_key(name)}", options)
-    if config.advice:
-        lines += _table("advice", dict(config.advice))
-    for host in config.hosts:
-        lines += _table(f"hosts.{toml_key(host.name)}", _host_values(host))
-    return "\n".join(lines) + "\n"
-
-
-def _host_values(host: RemoteHostConfig) -> dict[str, object]:
+def _host_values(host: RemoteHostConfig) -> _Values:
     return {
         "url": host.url,
         "kind": host.kind,
@@ -181,6 +96,200 @@ def _host_values(host: RemoteHostConfig) -> dict[str, object]:
         "token": "keyring" if host.token_keyring and host.token_file is None else None,
         "enabled": host.enabled,
     }
+
+
+def _wanted(config: Config) -> dict[str, Any]:
+    """What each top-level table must hold: key -> value, None for a table that must not exist.
+
+    Sampling, retention and alerts are written in full, so that the file shows what is in force;
+    ``[cost]`` holds only the figures the user set (None means "the default table's") and only the
+    user's GPU rows; ``[storage]`` only a database the user chose.
+    """
+    s, r, c, a = config.sampling, config.retention, config.cost, config.alerts
+    cost: _Values = {
+        "currency": c.currency,
+        "tariff_per_kwh": c.tariff_per_kwh,
+        "carbon_g_per_kwh": c.carbon_g_per_kwh,
+        "cpu_core_hour": c.cpu_core_hour,
+        "cpu_tdp_w": c.cpu_tdp_w,
+    }
+    return {
+        "sampling": {
+            "interval_s": s.interval_s,
+            "process_scan_interval_s": s.process_scan_interval_s,
+        },
+        "retention": {
+            "raw_days": _days(r.raw_days),
+            "minute_days": _days(r.minute_days),
+            "hour_days": _days(r.hour_days),
+        },
+        "cost": (cost, [_gpu_row(row) for row in c.gpu]),
+        "alerts": {
+            "idle_allocated_minutes": a.idle_allocated_minutes,
+            "daily_budget": a.daily_budget,
+        },
+        "storage": {"database": config.storage.database} if config.storage.database else None,
+        # `costmeter agent`'s limits, kept when the app saves
+        "agent": dataclasses.asdict(config.agent) if config.agent != AgentConfig() else None,
+        "backends": {name: dict(options) for name, options in config.backends.items()},
+        "advice": dict(config.advice) or None,
+        "hosts": {host.name: _host_values(host) for host in config.hosts},
+    }
+
+
+# -- editing the document -----------------------------------------------------------------------
+
+
+def _plain(value: object) -> object:
+    """A value as tomlkit takes it: paths as text, tuples as lists, mappings as inline tables."""
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        inline = tomlkit.inline_table()
+        inline.update({str(k): _plain(v) for k, v in value.items()})
+        return inline
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    raise TypeError(f"cannot write {type(value).__name__} {value!r} to the configuration file")
+
+
+def _same(old: object, new: object) -> bool:
+    """Whether the file's value already reads as ``new`` (so its spelling is kept: ``3`` for
+    3.0, a literal string, a comment after it)."""
+    old = old.unwrap() if hasattr(old, "unwrap") else old
+    new = new.unwrap() if hasattr(new, "unwrap") else new
+    if isinstance(old, bool) or isinstance(new, bool):
+        return type(old) is type(new) and old == new
+    if isinstance(old, int | float) and isinstance(new, int | float):
+        return old == new and (isinstance(new, float) or isinstance(old, int))
+    return type(old) is type(new) and old == new
+
+
+def _fill(table: Table | Container, values: Mapping[str, object], *, leave: str = "") -> None:
+    """Make ``table`` hold exactly ``values`` (None values left out), keeping what is unchanged;
+    key ``leave`` (a sub-table edited on its own) is left alone."""
+    wanted = {k: _plain(v) for k, v in values.items() if v is not None}
+    for key in [k for k in table if k not in wanted and k != leave]:
+        del table[key]
+    for key, value in wanted.items():
+        if key not in table or not _same(table[key], value):
+            table[key] = value
+
+
+def _new_table(values: Mapping[str, object]) -> Table:
+    table = tomlkit.table()
+    _fill(table, values)
+    return table
+
+
+def _set_table(doc: Container, name: str, values: Mapping[str, object] | None) -> None:
+    if values is None:
+        doc.pop(name, None)
+    elif isinstance(doc.get(name), Table):
+        _fill(doc[name], values)
+    else:
+        doc.pop(name, None)
+        doc[name] = _new_table(values)
+
+
+def _set_named_tables(
+    doc: Container, name: str, tables: Mapping[str, Mapping[str, object]]
+) -> None:
+    """``[name.KEY]`` tables (hosts, backends), in the configuration's order; a table that stays
+    is edited in place, so its comments stay with it."""
+    parent = doc.get(name)
+    if not tables:
+        doc.pop(name, None)
+        return
+    if not isinstance(parent, Table):
+        doc.pop(name, None)
+        parent = tomlkit.table(is_super_table=True)
+        doc[name] = parent
+    kept: dict[str, Table] = {}
+    for key, values in tables.items():
+        table = parent.get(key)
+        if isinstance(table, Table):
+            _fill(table, values)
+            kept[key] = table
+        else:
+            kept[key] = _new_table(values)
+    if list(parent) == list(tables):
+        return
+    for key in list(parent):
+        del parent[key]
+    for key, table in kept.items():
+        parent[key] = table
+
+
+def _set_cost(doc: Container, figures: Mapping[str, object], rows: list[_Values]) -> None:
+    """``[cost]`` figures and its ``[[cost.gpu]]`` rows, edited row by row."""
+    has_figures = any(v is not None for v in figures.values())
+    if not has_figures and not rows:
+        doc.pop("cost", None)
+        return
+    cost = doc.get("cost")
+    if not isinstance(cost, Table):
+        doc.pop("cost", None)
+        cost = tomlkit.table(is_super_table=not has_figures)
+        doc["cost"] = cost
+    _fill(cost, figures, leave="gpu")
+    if not rows:
+        cost.pop("gpu", None)
+        return
+    existing = cost.get("gpu")
+    if isinstance(existing, AoT) and len(existing) >= 1:
+        for table, values in zip(existing, rows, strict=False):
+            _fill(table, values)
+        while len(existing) > len(rows):
+            del existing[-1]
+        for values in rows[len(existing) :]:
+            existing.append(_new_table(values))
+    else:
+        cost["gpu"] = tomlkit.aot()
+        for values in rows:
+            cost["gpu"].append(_new_table(values))
+
+
+def _header(path: Path | None) -> list[str]:
+    backup = f"{path.name}.bak" if path is not None else "a .bak file beside it"
+    return [
+        "Costmeter configuration, written by the Settings page. You may edit it by hand:",
+        "your comments are kept when Settings saves it, and the previous file is kept as",
+        f"{backup}.",
+    ]
+
+
+def _document(text: str | None, path: Path | None) -> tomlkit.TOMLDocument:
+    """The file's text as an editable document; a new one (with a header) when there is none or
+    it is not TOML (the loader names that problem; the old text goes to ``.bak``)."""
+    if text is not None:
+        with contextlib.suppress(tomlkit.exceptions.TOMLKitError, ValueError):
+            return tomlkit.parse(text)
+    doc = tomlkit.document()
+    for line in _header(path):
+        doc.add(tomlkit.comment(line))
+    return doc
+
+
+def dump_config(config: Config, *, path: Path | None = None, current: str | None = None) -> str:
+    """The TOML text of ``config``: ``current`` (the file's text as it is now) edited so that it
+    holds ``config``, or a new file. ``path`` (default ``config.path``) names the backup in a new
+    file's opening comment."""
+    target = path if path is not None else config.path
+    doc = _document(current, target)
+    for key in [k for k in doc if k not in _TOP_LEVEL]:
+        del doc[key]
+    wanted = _wanted(config)
+    for name in _TOP_LEVEL:
+        if name == "cost":
+            _set_cost(doc, *wanted["cost"])
+        elif name in ("backends", "hosts"):
+            _set_named_tables(doc, name, wanted[name])
+        else:
+            _set_table(doc, name, wanted[name])
+    return _escape_surrogates(doc.as_string())
 
 
 # -- [hosts.NAME] tables (the Hosts page) ---------------------------------------------------------
@@ -237,9 +346,18 @@ def remove_host(path: Path, name: str) -> Config:
     return save_config(dataclasses.replace(config, hosts=hosts), path)
 
 
+def _current_text(path: Path) -> str | None:
+    """The file's text now, or None when there is none (or it cannot be read as UTF-8; then a
+    new file is written and the old one kept as ``.bak``)."""
+    try:
+        return Path(os.path.realpath(path)).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
 def check_config(config: Config, path: Path) -> Config:
     """What ``save_config`` would write, read back; raises the loader's ConfigError if refused."""
-    return parse_config(dump_config(config, path=path), path)
+    return parse_config(dump_config(config, path=path, current=_current_text(path)), path)
 
 
 def save_config(config: Config, path: Path) -> Config:
@@ -248,7 +366,7 @@ def save_config(config: Config, path: Path) -> Config:
     Raises ConfigError (naming the file, line and key) for a value the loader would refuse, or
     when the file cannot be written; in both cases the file on disk is unchanged.
     """
-    text = dump_config(config, path=path)
+    text = dump_config(config, path=path, current=_current_text(path))
     saved = parse_config(text, path)  # refuses before anything is written
     try:
         _write_atomically(path, text.encode("utf-8"))

@@ -17,9 +17,9 @@ from PySide6.QtWidgets import QApplication
 
 from costmeter.config import Config
 from costmeter.gui.context import AppContext, ContextSignals
-from costmeter.gui.live import LiveState
 from costmeter.gui.reader import StoreReader
 from costmeter.gui.widgets import evidence_plot
+from costmeter.service.live import LiveState
 from costmeter.service.monitor import Monitor, MonitorOptions
 
 pytestmark = pytest.mark.gui

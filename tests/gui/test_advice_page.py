@@ -28,8 +28,7 @@ from costmeter.advice.model import (
     Target,
 )
 from costmeter.config import Config
-from costmeter.gui import advice_actions, advice_poller
-from costmeter.gui.advice_apply import ApplyError, relaunch_plan
+from costmeter.gui import advice_actions
 from costmeter.gui.advice_poller import AdvicePoller
 from costmeter.gui.pages.advice import AdvicePage
 from costmeter.gui.pages.overview import OverviewPage
@@ -40,6 +39,7 @@ from costmeter.plugin_api import BackendConfig, RunSpec
 from costmeter.runs.events import EventKind, RunEvent
 from costmeter.runs.local import LocalBackend
 from costmeter.service import advice as advice_service
+from costmeter.service import advice_snapshot
 from costmeter.service.advice import AdviceResult
 from costmeter.service.runs import RunService, RunServiceOptions
 from costmeter.store import Store
@@ -109,7 +109,7 @@ def fixed_advice(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict]:
         state["calls"].append(since_s)
         return state["result"]
 
-    monkeypatch.setattr(advice_poller, "advise", fake)
+    monkeypatch.setattr(advice_snapshot, "advise", fake)
     yield state
 
 
@@ -241,11 +241,11 @@ def test_a_failure_of_the_rules_is_said_and_cleared_by_the_next_result(
     def broken(store: Store, config: Config, *, since_s: float, now: float | None = None):
         raise OSError("database disk image is malformed")
 
-    monkeypatch.setattr(advice_poller, "advise", broken)
+    monkeypatch.setattr(advice_snapshot, "advise", broken)
     page.refresh()
     qtbot.waitUntil(lambda: "could not be worked out" in page.banner.label.text(), timeout=10_000)
     assert "malformed" in page.banner.label.text() and not page.banner.isHidden()
-    monkeypatch.setattr(advice_poller, "advise", lambda *a, **k: result(rec("idle-gpu", 1.0)))
+    monkeypatch.setattr(advice_snapshot, "advise", lambda *a, **k: result(rec("idle-gpu", 1.0)))
     page.refresh()
     qtbot.waitUntil(lambda: len(page.cards) == 1, timeout=10_000)
     assert page.banner.isHidden()
@@ -373,24 +373,6 @@ def _stored_run(db: Path, argv: list[str], gpus: int, sweep: str | None = None) 
             gpus=list(range(gpus)),
             pids=[],
         )
-
-
-def test_relaunch_plan_applies_the_changes_and_refuses_unknown_ones(tmp_path: Path) -> None:
-    db = tmp_path / "runs.db"
-    Store.open(db).close()
-    run_id = _stored_run(db, ["python", "train.py", "--bs", "64"], 4)
-    with RunStore.open(db) as runs:
-        row = runs.get(run_id)
-    assert row is not None
-    plan = relaunch_plan(row, {"gpus": 1, "argv_append": ["--workers", "8"], "env": {"A": "b"}})
-    assert plan.form.command == "python train.py --bs 64 --workers 8"
-    assert plan.form.gpus == 1 and plan.form.budget == "5" and plan.parent_id == run_id
-    assert plan.env == {"KEEP": "1", "A": "b"}
-    assert plan.changes == ("GPUs 4 → 1", "adds --workers 8", "sets A=b")
-    with pytest.raises(ApplyError, match="cannot make"):
-        relaunch_plan(row, {"batch_size": 128})
-    with pytest.raises(ApplyError, match="not a count"):
-        relaunch_plan(row, {"gpus": -1})
 
 
 @pytest.mark.integration

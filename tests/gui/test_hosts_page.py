@@ -7,10 +7,7 @@ import math
 import os
 import socket
 import stat
-import threading
 import time
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -19,7 +16,6 @@ from PySide6.QtWidgets import QDialogButtonBox, QMessageBox
 from agent_process import start_agent
 from costmeter.config import Config, RemoteHostConfig, load_config
 from costmeter.core import HostInfo
-from costmeter.gui.host_probe import ProbeError, probe
 from costmeter.gui.host_status import StatusRow, merge_rows
 from costmeter.gui.pages.devices import DevicesPage
 from costmeter.gui.pages.hosts import HostsPage
@@ -282,30 +278,6 @@ def _two_hosts(ctx) -> None:
     )
 
 
-def test_a_remote_tick_does_not_replace_this_machines(make_ctx) -> None:
-    ctx = make_ctx()
-    _two_hosts(ctx)
-    live = ctx.live
-    assert live.latest is not None and live.latest.host == "host-a"
-    assert list(live.devices) == ["GPU-host-a-0", "GPU-host-a-1"]  # the run manager's GPUs
-    assert live.host_series("cpu_percent")[1].tolist() == [10.0]
-    assert live.host_series("cpu_percent", "gpu-box-1")[1].tolist() == [90.0]
-    assert live.hosts() == ["host-a", "gpu-box-1"]
-    merged = live.tick_for(None)
-    assert merged is not None and len(merged.devices) == 5
-    assert merged.host_sample is live.latest.host_sample
-    assert live.missing_info() == []
-    past = time.time() - 100  # the store's recent past of gpu-box-1 goes before its live points
-    live.seed_remote(
-        "gpu-box-1",
-        {("GPU-gpu-box-1-0", "gpu_util"): ([past], [33.0])},
-        {"cpu_percent": ([past], [50.0])},
-    )
-    assert live.host_series("cpu_percent", "gpu-box-1")[1].tolist() == [50.0, 90.0]
-    assert live.host_series("cpu_percent")[1].tolist() == [10.0]
-    assert live.device_series("GPU-gpu-box-1-0", "gpu_util")[1].tolist() == [33.0, 50.0]
-
-
 def test_the_host_filter_hides_other_hosts_on_devices_and_overview(qtbot, make_ctx) -> None:
     ctx = make_ctx()
     _two_hosts(ctx)
@@ -420,53 +392,6 @@ def test_saving_settings_keeps_the_hosts(qtbot, make_ctx, token_dir: Path) -> No
     saved = load_config(ctx.config_path)
     assert saved.interval_s == 3.0
     assert saved.hosts == (RemoteHostConfig("gpu-box-1", "http://a:9464"),)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body, code = {"/v1/info": (b"hello, not json", 200), "/metrics": (b"", 404)}.get(
-            self.path, (b"", 404)
-        )
-        self.send_response(code)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *_args: object) -> None:
-        pass
-
-
-@pytest.fixture
-def plain_server() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
-
-
-def test_probe_failures_are_said_in_words(plain_server: str) -> None:
-    with pytest.raises(ProbeError, match=r"like a Costmeter agent \(not JSON\)"):
-        probe(f"http://{plain_server}", "agent", None)
-    with pytest.raises(ProbeError, match=r"nothing is served at .*/metrics \(404\)"):
-        probe(f"http://{plain_server}", "prometheus", None)
-    with pytest.raises(ProbeError, match="TLS handshake with"):
-        probe(f"https://{plain_server}", "agent", None)  # TLS to a plain-HTTP server
-    silent = socket.socket()
-    silent.bind(("127.0.0.1", 0))
-    silent.listen(1)  # accepts the connection (backlog) and never answers
-    try:
-        port = silent.getsockname()[1]
-        started = time.monotonic()
-        with pytest.raises(ProbeError, match=r"did not answer within 0.5 s"):
-            probe(f"http://127.0.0.1:{port}", "agent", None, timeout=0.5)
-        assert time.monotonic() - started < 5
-    finally:
-        silent.close()
 
 
 def test_processes_of_a_remote_host_are_shown_but_cannot_be_terminated(qtbot, make_ctx) -> None:

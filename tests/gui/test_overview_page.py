@@ -109,43 +109,6 @@ def test_the_window_stays_responsive_while_the_database_is_slow(
     assert "busy" in page.note.text() or "locked" in page.note.text()
 
 
-def test_live_plots_start_with_the_last_minutes_from_the_store(history_db) -> None:
-    """A window opened on a database with history does not start with empty plots."""
-    from costmeter.gui.live import LiveState, recent_series
-
-    with Store.open(history_db) as store:
-        devices = store.devices()
-        host = store.hosts()[0].hostname
-        end = max(d.last_seen for d in devices)
-        data = recent_series(store, [d.uuid for d in devices], host, end - 300, end + 1, 601)
-    live = LiveState()
-    live.seed(*data)
-    ts, util = live.device_series(devices[0].uuid, "gpu_util")
-    assert len(ts) >= 290 and (ts[1:] > ts[:-1]).all()
-    assert util.max() > 50  # the a100:train GPU
-    ts_cpu, _ = live.host_series("cpu_percent")
-    assert len(ts_cpu) >= 290
-    # live points that follow are kept after the seeded ones; older seeds are not duplicated
-    live.push(make_tick(end + 2, devices=0))
-    live.seed(*data)
-    assert len(live.host_series("cpu_percent")[0]) == len(ts_cpu) + 1
-
-
-def test_prefill_finds_gpus_written_under_another_host_name(history_db) -> None:
-    """`costmeter simulate` writes as sim-host; the app on this machine still shows that history."""
-    from costmeter.gui.live import recent_series
-
-    with Store.open(history_db) as store:
-        devices = store.devices()
-        end = max(d.last_seen for d in devices)
-        uuids = [d.uuid for d in devices]
-        data = recent_series(store, uuids, "not-the-writer", end - 300, end, 601)
-    device_series, host_series = data
-    assert {uuid for uuid, _metric in device_series} == {d.uuid for d in devices}
-    assert all(len(ts) >= 290 for ts, _ in device_series.values())
-    assert host_series == {}  # this host has no history of its own yet: nothing is made up
-
-
 def test_gaps_in_live_data_are_not_bridged() -> None:
     import numpy as np
 

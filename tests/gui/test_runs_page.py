@@ -22,13 +22,13 @@ from costmeter.gui.bridge import MonitorBridge, Started
 from costmeter.gui.models.run_model import COL_COST, COL_MESSAGE, COL_STATUS, RunView
 from costmeter.gui.pages.processes import ProcessesPage
 from costmeter.gui.pages.runs import RunsPage
-from costmeter.gui.run_launch import LaunchError, LaunchForm, build_request
 from costmeter.gui.run_manager import BackendChoice, RunManager
 from costmeter.gui.widgets.launch_dialog import LaunchDialog
 from costmeter.plugin_api import BackendConfig
 from costmeter.runs.events import EventKind, RunEvent
 from costmeter.runs.local import LocalBackend
 from costmeter.runs.registry import BackendInfo, GuardedBackend
+from costmeter.service.run_launch import LaunchError, LaunchForm, build_request
 from costmeter.service.runs import RunService
 from costmeter.store.runs import UNFINISHED, RunStore
 
@@ -343,7 +343,7 @@ def test_closing_the_window_can_leave_the_runs_going(qtbot, make_ctx, tmp_path, 
         os.killpg(pid, signal.SIGKILL)
         # The window left the run going and its service watching it, as the app does until the
         # process exits; the test ends the run, then closes that service (no thread outlives it).
-        service = page.manager.pool.owner(run_id)
+        service = page.manager.session.owner(run_id)
         if service is not None:
             qtbot.waitUntil(lambda: service.row(run_id).status not in UNFINISHED, timeout=15_000)
             service.close()
@@ -359,17 +359,19 @@ class _BrokenSubmit(LocalBackend):
 def test_an_unknown_backend_and_a_plugin_raising_in_submit_give_failed_rows(
     page, qtbot, monkeypatch
 ):
-    from costmeter.gui import run_services
+    from costmeter.service import run_session
 
-    real = run_services.open_backend
+    real = run_session.open_backend
 
-    def open_backend(name: str, db_path: Path, config: object) -> GuardedBackend:
+    def open_backend(
+        name: str, db_path: Path, config: object, overrides: object = None
+    ) -> GuardedBackend:
         if name != "broken":
-            return real(name, db_path, config)  # type: ignore[arg-type]
+            return real(name, db_path, config, overrides=overrides)  # type: ignore[arg-type]
         backend = _BrokenSubmit(BackendConfig(state_dir=db_path.parent))
         return GuardedBackend(name, backend, backend.metadata, BackendInfo(name, "tests:Broken"))
 
-    monkeypatch.setattr(run_services, "open_backend", open_backend)
+    monkeypatch.setattr(run_session, "open_backend", open_backend)
     request = build_request(LaunchForm(command=f'{PY} -c "pass"', backend="nope"), gpu_limit=2)
     page.manager.launch(request)
     qtbot.waitUntil(lambda: "no backend named 'nope'" in page.result.text(), timeout=10_000)

@@ -279,3 +279,112 @@ def test_a_failed_replace_leaves_the_file_and_no_temporary_behind(
         save_config(Config(sampling=SamplingConfig(interval_s=9)), path)
     assert path.read_text(encoding="utf-8") == "[sampling]\ninterval_s = 3\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.toml", "config.toml.bak"]
+
+
+# --- editing the user's file ---------------------------------------------------------------------
+
+
+@settings(max_examples=150, deadline=None)
+@given(_configs, _configs)
+def test_a_file_edited_from_another_configuration_reads_back_as_the_new_one(
+    before: Config, after: Config
+) -> None:
+    current = dump_config(before, path=WHERE)
+    text = dump_config(after, path=WHERE, current=current)
+    assert parse_config(text, WHERE) == dataclasses.replace(after, path=WHERE)
+    # Editing a file that already says it changes nothing.
+    assert dump_config(after, path=WHERE, current=text) == text
+
+
+def test_a_save_keeps_the_users_comments_key_order_and_spelling(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    original = (
+        "# My GPU box. Ask Ana before changing the tariff.\n"
+        "\n"
+        "[alerts]\n"
+        "daily_budget = 40  # the lab's budget\n"
+        "idle_allocated_minutes = 30\n"
+        "\n"
+        "# sample slower on battery\n"
+        "[sampling]\n"
+        "process_scan_interval_s = 20\n"
+        "interval_s = 2\n"
+        "\n"
+        "[cost]\n"
+        "tariff_per_kwh = 0.25   # night rate\n"
+        "currency = 'EUR'\n"
+    )
+    path.write_text(original, encoding="utf-8")
+    config = load_config(path)
+    changed = dataclasses.replace(config, sampling=SamplingConfig(2.0, 15.0))
+    saved = save_config(changed, path)
+    text = path.read_text(encoding="utf-8")
+    assert saved == changed and load_config(path) == changed
+    for kept in (
+        "# My GPU box. Ask Ana before changing the tariff.\n",
+        "daily_budget = 40  # the lab's budget\n",
+        "# sample slower on battery\n",
+        "tariff_per_kwh = 0.25   # night rate\n",
+        "currency = 'EUR'\n",
+        "interval_s = 2\n",
+    ):
+        assert kept in text
+    assert "process_scan_interval_s = 15.0\n" in text
+    # The user's order of tables and keys, not the writer's.
+    order = [text.index(s) for s in ("[alerts]", "[sampling]", "process_scan", "interval_s =")]
+    assert order == sorted(order)
+    assert text.index("[cost]") > text.index("[sampling]")
+    assert backup_path(path).read_text(encoding="utf-8") == original
+
+
+def test_a_key_the_config_drops_is_removed_and_the_rest_kept(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        "[alerts]\n# over this, mail me\ndaily_budget = 40\n\n[storage]\ndatabase = '/d/x.db'\n",
+        encoding="utf-8",
+    )
+    config = load_config(path)
+    saved = save_config(
+        dataclasses.replace(config, alerts=AlertsConfig(), storage=StorageConfig()), path
+    )
+    text = path.read_text(encoding="utf-8")
+    assert "daily_budget" not in text and "[storage]" not in text
+    assert "# over this, mail me" in text
+    assert saved.alerts == AlertsConfig() and saved.storage == StorageConfig()
+
+
+def test_a_file_that_is_not_toml_is_kept_as_bak_and_replaced(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text("[sampling\ninterval_s = = 3\n", encoding="utf-8")
+    saved = save_config(Config(sampling=SamplingConfig(interval_s=4)), path)
+    assert saved.interval_s == 4.0 and load_config(path) == saved
+    assert backup_path(path).read_text(encoding="utf-8") == "[sampling\ninterval_s = = 3\n"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "sampling.interval_s = 2  # dotted keys\nalerts.daily_budget = 5\n",
+        'cost = { currency = "EUR", tariff_per_kwh = 0.2 }\n[sampling]\ninterval_s = 3\n',
+        '[[cost.gpu]]\nname = "H100 SXM 80GB"\nhourly = 2.0\n\n[cost]\ncurrency = "EUR"\n',
+        '[hosts]\nbox.url = "http://10.0.0.1:9464"\n',
+        '[cost]\ncurrency = "EUR"\n[sampling]\ninterval_s = 2\n'
+        '[[cost.gpu]]\nname = "H100 SXM 80GB"\nhourly = 2.0\n',
+    ],
+    ids=["dotted-keys", "inline-table", "rows-before-their-table", "dotted-host", "split-table"],
+)
+def test_files_written_in_any_toml_style_are_edited_to_the_new_settings(
+    tmp_path: Path, text: str
+) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(text, encoding="utf-8")
+    before = load_config(path)
+    row = make_row(model="A100 80GB", match=(), hourly=1.5, source="me", user=True)
+    after = dataclasses.replace(
+        before,
+        sampling=SamplingConfig(5.0, 10.0),
+        cost=dataclasses.replace(before.cost, tariff_per_kwh=0.4, gpu=(*before.cost.gpu, row)),
+    )
+    assert save_config(after, path) == after
+    assert load_config(path) == after
+    assert backup_path(path).read_text(encoding="utf-8") == text

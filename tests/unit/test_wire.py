@@ -413,3 +413,50 @@ def test_huge_hostile_documents_are_refused_quickly() -> None:
     with pytest.raises(WireError, match="more than"):
         decode_samples_page(page)
     assert time.monotonic() - started < 10
+
+
+# --- the quick decoder (wire_fast) ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        (("devices", 0, "gpu_util"), True),  # a boolean is not a number on the wire
+        (("devices", 0, "gpu_util"), 100.5),
+        (("devices", 0, "mem_used"), 1.5),
+        (("devices", 0, "temp_c"), -300),
+        (("devices", 0, "lost"), None),
+        (("devices", 0, "index"), wire.MAX_DEVICES),
+        (("devices", 0, "ts"), 10**400),
+        (("host_sample", "per_core"), [50.0, False]),
+        (("host_sample", "per_core"), [50.0, 100.01]),
+        (("host_sample", "cpu_energy_uj"), [-1]),
+        (("host",), "h" * (wire.MAX_TEXT + 1)),
+    ],
+)
+def test_a_field_the_quick_decoder_refuses_gets_the_checked_decoders_words(
+    path: tuple[object, ...], value: object
+) -> None:
+    readings = real_readings(2)
+    page: Any = through_json(
+        encode_samples_page(
+            SamplesPage(
+                host=readings[0]["host"],
+                devices=readings[0]["devices"],
+                ticks=tuple(r["tick"] for r in readings),
+                more=False,
+                next_since=None,
+                oldest=None,
+            )
+        )
+    )
+    assert wire.decode_samples_page(page) == wire.decode_samples_page_checked(page)
+    target = page["samples"][1]
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    with pytest.raises(WireError) as quick:
+        wire.decode_samples_page(page)
+    with pytest.raises(WireError) as checked:
+        wire.decode_samples_page_checked(page)
+    assert str(quick.value) == str(checked.value)

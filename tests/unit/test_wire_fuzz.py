@@ -154,6 +154,25 @@ def test_a_real_page_with_fields_broken_anywhere_never_crashes(seed: int) -> Non
             _decode_all(doc)
 
 
+def _outcome(decode: Any, doc: object) -> object:
+    try:
+        return decode(doc)
+    except WireError as err:
+        return ("refused", str(err))
+
+
+@FUZZ
+@given(SEEDS)
+def test_the_quick_decoder_agrees_with_the_checked_one_on_broken_pages(seed: int) -> None:
+    """wire_fast accepts only what the checked decoder accepts, and builds the same values;
+    what it refuses is refused in the checked decoder's words."""
+    doc = mutated_page(random.Random(seed))
+    with no_hang():
+        quick = _outcome(wire.decode_samples_page, doc)
+        checked = _outcome(wire.decode_samples_page_checked, doc)
+    assert quick == checked
+
+
 @FUZZ
 @given(SEEDS)
 def test_any_bytes_never_crash(seed: int) -> None:

@@ -6,8 +6,11 @@ build them by hand or from simulated histories. Series are tuples of (time, valu
 
 from __future__ import annotations
 
-import math
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
+
+T = TypeVar("T")
 
 GIB = 1024**3
 
@@ -18,9 +21,25 @@ class Series:
 
     ts: tuple[float, ...] = ()
     values: tuple[float, ...] = ()
+    #: Figures worked out from this (immutable) series, by name: the rules ask for the same
+    #: percentiles and stretches of one GPU many times. Not part of equality.
+    memo: dict[Hashable, Any] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
 
     def known(self) -> list[float]:
-        return [v for v in self.values if not math.isnan(v)]
+        return list(self.cached("known", self._known))
+
+    def _known(self) -> tuple[float, ...]:
+        return tuple([v for v in self.values if v == v])  # NaN is the one value unequal to itself
+
+    def cached(self, key: Hashable, compute: Callable[[], T]) -> T:
+        """``compute()``, worked out once per series and ``key``."""
+        try:
+            return cast(T, self.memo[key])
+        except KeyError:
+            value = self.memo[key] = compute()
+            return value
 
     def __len__(self) -> int:
         return len(self.ts)

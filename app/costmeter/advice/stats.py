@@ -15,7 +15,7 @@ EVIDENCE_POINTS = 300
 
 def percentile(values: Sequence[float], q: float) -> float:
     """The q-th percentile (0..100) by linear interpolation; NaN for no values."""
-    data = sorted(v for v in values if not math.isnan(v))
+    data = sorted([v for v in values if v == v])  # NaN is the one value unequal to itself
     if not data:
         return math.nan
     pos = (len(data) - 1) * q / 100.0
@@ -31,22 +31,37 @@ def mean(values: Sequence[float]) -> float:
 
 def step_s(series: Series) -> float:
     """Typical time between points (the median gap); 0 for fewer than two points."""
+    return series.cached("step_s", lambda: _step_s(series))
+
+
+def _step_s(series: Series) -> float:
     if len(series.ts) < 2:
         return 0.0
     gaps = [b - a for a, b in zip(series.ts, series.ts[1:], strict=False)]
     return percentile(gaps, 50)
 
 
+def known_percentile(series: Series, q: float) -> float:
+    """``percentile(series.known(), q)``, worked out once per series."""
+    return series.cached(("percentile", q), lambda: percentile(series.known(), q))
+
+
 def stretches(series: Series, test: Callable[[float], bool]) -> list[tuple[float, float]]:
     """(start, end) of each stretch of consecutive points passing ``test``; a gap over three
     steps, or an unknown value, ends a stretch. Each point stands for one step of time."""
+    return stretches_of(series, [v == v and test(v) for v in series.values])  # NaN != NaN
+
+
+def stretches_of(series: Series, passing: Sequence[bool]) -> list[tuple[float, float]]:
+    """``stretches`` for the points whose flag in ``passing`` is true (a caller testing one
+    comparison builds the flags at C speed: NaN compares false)."""
     step = step_s(series)
+    gap = 3 * step
     out: list[tuple[float, float]] = []
     begin: float | None = None
     prev = -math.inf
-    for t, v in zip(series.ts, series.values, strict=True):
-        ok = not math.isnan(v) and test(v)
-        if begin is not None and (not ok or t - prev > 3 * step):
+    for t, ok in zip(series.ts, passing, strict=True):
+        if begin is not None and (not ok or t - prev > gap):
             out.append((begin, prev + step))
             begin = None
         if ok and begin is None:
@@ -57,9 +72,17 @@ def stretches(series: Series, test: Callable[[float], bool]) -> list[tuple[float
     return out
 
 
+def within(ts: Sequence[float], spans: Sequence[tuple[float, float]]) -> list[bool]:
+    """For each time, whether it lies in one of ``spans`` (``a <= t < b``)."""
+    if len(spans) == 1:
+        ((a, b),) = spans
+        return [a <= t < b for t in ts]
+    return [any(a <= t < b for a, b in spans) for t in ts]
+
+
 def share(values: Sequence[float], test: Callable[[float], bool]) -> float:
     """Share (0..1) of the known values passing ``test``."""
-    data = [v for v in values if not math.isnan(v)]
+    data = [v for v in values if v == v]  # known: NaN is the one value unequal to itself
     return sum(1 for v in data if test(v)) / len(data) if data else 0.0
 
 
@@ -93,7 +116,7 @@ def evidence_series(
         group = math.ceil(n / points)
         new_ts, new_vs = [], []
         for i in range(0, n, group):
-            chunk = [v for v in vs[i : i + group] if not math.isnan(v)]
+            chunk = [v for v in vs[i : i + group] if v == v]  # known: NaN != NaN
             new_ts.append(ts[i])
             new_vs.append(math.fsum(chunk) / len(chunk) if chunk else math.nan)
         ts, vs = tuple(new_ts), tuple(new_vs)

@@ -38,7 +38,11 @@ def run(args: argparse.Namespace) -> int:
         return NO_DATABASE
     store = Store(conn, db)
     try:
+        # Only reads: runs left "running" are reconciled by `costmeter runs` and run services.
         result = advise(store, config, since_s=since)
+    except StoreError as exc:  # locked, or a damaged page met while reading
+        say(str(exc))
+        return NO_DATABASE
     finally:
         store.close()
     for message in result.messages:

@@ -1,5 +1,6 @@
-"""What ``costmeter run`` and ``costmeter sweep`` share: options, the backend, the monitor that
-samples while runs go, the run service, output streaming, Ctrl-C and the wait.
+"""What ``costmeter run`` and ``costmeter sweep`` share: options, the monitor that samples while
+runs go, output streaming, Ctrl-C and the wait. Backend, run service and GPU placement come from
+a ``RunSession`` (``costmeter.service.run_session``), as in the desktop app.
 
 The monitor: unless another recorder (``costmeter record``, the desktop app) already writes the
 database, a monitor runs in a thread of this process, samples the runs' processes and, with
@@ -31,10 +32,10 @@ from costmeter.core.units import format_duration, parse_duration
 from costmeter.cost.run_cost import format_cost
 from costmeter.plugin_api import Backend, RunSpec, RunState
 from costmeter.runs.events import EventKind, RunEvent
-from costmeter.service.backends import open_backend
 from costmeter.service.monitor import Monitor, MonitorOptions
+from costmeter.service.run_session import RunSession, SessionOptions
 from costmeter.service.run_support import record_refused
-from costmeter.service.runs import RunService, RunServiceOptions
+from costmeter.service.runs import RunService
 from costmeter.store.lock import lock_holder
 from costmeter.store.runs import RunStore
 
@@ -135,22 +136,21 @@ class Session:
     db: Path
     backend: Backend
     service: RunService
+    runs: RunSession
     monitor: Monitor | None = None
     thread: threading.Thread | None = None
     interrupted: bool = False
     _printer: OutputPrinter | None = field(default=None, repr=False)
 
     def close(self) -> None:
-        self.service.close()
+        self.runs.close()
         if self.monitor is not None:
             self.monitor.stop()
             if self.thread is not None:
                 self.thread.join(timeout=10)
             self.monitor.close()
-        try:
-            self.backend.close()
-        except Exception as exc:
-            say(str(exc))
+        for problem in self.runs.close_backends():
+            say(problem)
 
 
 def refuse(db: Path, spec: RunSpec, backend: str, message: str, sweep: str | None = None) -> None:
@@ -191,31 +191,34 @@ def open_session(
     config = load_config_from(args)
     db = resolve_db(args, config)
     name = args.backend or "local"
-    overrides = backend_overrides(args)
+    printer = OutputPrinter(prefix_output)
+    opened: list[Monitor | None] = [None]  # the monitor opens once the backend has loaded
+    runs = RunSession(
+        db,
+        config=lambda: config,
+        monitor=lambda: opened[0],
+        gpu_count=lambda: _count_gpus(args.simulate),
+        listener=printer,
+        options=SessionOptions(
+            simulated_runs_only=True,
+            stream_logs=True,
+            backend_overrides=backend_overrides(args),
+            on_message=say,
+        ),
+    )
     try:
-        backend: Backend = open_backend(name, db, config, overrides=overrides)
+        backend = runs.backend(name)
     except CostmeterError as exc:
         refuse(db, first_spec, name, _sentence(str(exc)))
         raise _Reported() from None
-    monitor = _open_monitor(args, config, db)
-    gpu_count = len(monitor.devices) if monitor is not None else _count_gpus(args.simulate)
-    service = RunService(
-        backend,
-        RunServiceOptions(
-            db_path=db,
-            pricing=config.pricing(),
-            monitor=monitor,
-            gpu_count=gpu_count,
-            max_parallel=max_parallel,
-            per_gpu=per_gpu,
-            stop_on_failure=stop_on_failure,
-            profile=args.profile,
-            simulated_runs_only=True,
-            stream_logs=True,
-            poll_s=0.25,
-            check_interval_s=min(1.0, monitor.interval_s) if monitor is not None else 1.0,
-            on_message=say,
-        ),
+    monitor = opened[0] = _open_monitor(args, config, db)
+    service = runs.service(
+        name,
+        args.profile,
+        config.pricing(),
+        max_parallel=max_parallel,
+        per_gpu=per_gpu,
+        stop_on_failure=stop_on_failure,
     )
     thread = None
     if monitor is not None:  # sampling starts once the service has prepared simulated GPUs
@@ -223,9 +226,8 @@ def open_session(
             target=monitor.run_until, args=(None,), name="costmeter-monitor", daemon=True
         )
         thread.start()
-    session = Session(config, db, backend, service, monitor, thread)
-    session._printer = OutputPrinter(prefix_output)
-    service.subscribe(session._printer)
+    session = Session(config, db, backend, service, runs, monitor, thread)
+    session._printer = printer
     return session
 
 

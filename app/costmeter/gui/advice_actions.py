@@ -16,13 +16,13 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QMessageBox, QWidget
 
 from costmeter.advice.model import Recommendation
-from costmeter.gui.advice_apply import ApplyError, RelaunchPlan, relaunch_plan, sweep_request
 from costmeter.gui.context import AppContext
-from costmeter.gui.run_launch import LaunchRequest
 from costmeter.gui.run_manager import Launched, RunManager
 from costmeter.gui.tasks import alive
 from costmeter.gui.widgets.launch_dialog import LaunchDialog
-from costmeter.store import Store
+from costmeter.service.advice_apply import RelaunchPlan, plan_relaunch, plan_sweep
+from costmeter.service.reading import Store
+from costmeter.service.run_launch import LaunchRequest
 
 #: The module and function that open the compression dialog (imported on first use).
 COMPRESS_MODULE = "costmeter.gui.widgets.compress_dialog"
@@ -86,10 +86,7 @@ class AdviceActions(QObject):
         changes = dict(rec.action.changes)
 
         def job(store: Store) -> RelaunchPlan:
-            row = store.runs().get(run_id)
-            if row is None:
-                raise ApplyError(f"Run {run_id} is no longer in the database.")
-            return relaunch_plan(row, changes)
+            return plan_relaunch(store, run_id, changes)
 
         def done(plan: RelaunchPlan) -> None:
             if alive(self.page):
@@ -130,8 +127,7 @@ class AdviceActions(QObject):
         name = f"{sweep}-advised-{time.strftime('%Y%m%d-%H%M%S')}"
 
         def job(store: Store) -> tuple[list[LaunchRequest], tuple[str, ...]]:
-            rows = store.runs().list_runs(sweep=sweep)
-            return sweep_request(rows, changes, name, gpu_limit=limit)
+            return plan_sweep(store, sweep, changes, name, gpu_limit=limit)
 
         def done(result: tuple[list[LaunchRequest], tuple[str, ...]]) -> None:
             if alive(self.page):

@@ -3,75 +3,30 @@
 
 One poller per ``AppContext`` (``AdvicePoller.of(ctx)`` makes it on first use, as a child of the
 context's signals), so the two views show the same figures and the rules run once for both.
-Each result goes out as an ``AdviceSnapshot`` on ``ctx.signals.advice_ready``.
+Each result goes out as an ``AdviceSnapshot`` on ``ctx.signals.advice_ready``; the snapshot
+and the work itself are Qt-free, in ``costmeter.service.advice_snapshot``.
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
-from pathlib import Path
-
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from costmeter.config import Config
 from costmeter.gui.context import AppContext
-from costmeter.service.advice import AdviceResult, advise
-from costmeter.store import Store
+from costmeter.service.advice_snapshot import DEFAULT_WINDOW, WINDOWS, AdviceSnapshot, compute
+from costmeter.service.reading import Store
+
+__all__ = ["DEFAULT_WINDOW", "WINDOWS", "AdvicePoller", "AdviceSnapshot", "compute", "window_label"]
 
 #: The rules look at stored history, which changes slowly: work them out again this often.
 REFRESH_MS = 3 * 60_000
-#: The windows the Advice page offers (label -> seconds); the first is not the default.
-WINDOWS: dict[str, float] = {"1h": 3600.0, "24h": 86_400.0, "7d": 7 * 86_400.0}
-DEFAULT_WINDOW = "24h"
 #: Where the chosen window is remembered.
 WINDOW_SETTING = "advice/window"
-
-
-@dataclass(frozen=True, slots=True)
-class AdviceSnapshot:
-    """The advice over a window, and what was looked at to find it."""
-
-    result: AdviceResult
-    #: The window's label ("24h") and length.
-    window: str
-    since_s: float
-    #: When the rules ran (wall clock).
-    at: float
-    #: The stored history's first and last sample (None: the database holds no samples).
-    data_range: tuple[float, float] | None
-    #: GPUs and hosts the database knows (what the rules could look at).
-    devices: int
-    hosts: int
-    #: The database it came from.
-    db_path: Path | None = None
-
-    @property
-    def has_data(self) -> bool:
-        return self.data_range is not None
 
 
 def window_label(ctx: AppContext) -> str:
     """The window remembered in the settings (a key of ``WINDOWS``)."""
     label = str(ctx.settings.value(WINDOW_SETTING, DEFAULT_WINDOW))
     return label if label in WINDOWS else DEFAULT_WINDOW
-
-
-def compute(store: Store, config: Config, window: str, now: float | None = None) -> AdviceSnapshot:
-    """Run the rules over the last ``window`` (on the reader thread)."""
-    since_s = WINDOWS[window]
-    at = time.time() if now is None else now
-    result = advise(store, config, since_s=since_s, now=now)
-    return AdviceSnapshot(
-        result=result,
-        window=window,
-        since_s=since_s,
-        at=at,
-        data_range=store.time_range(),
-        devices=len(store.devices()),
-        hosts=len(store.hosts()),
-        db_path=store.path,
-    )
 
 
 class AdvicePoller(QObject):

@@ -5,10 +5,14 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from costmeter.gui.display import display_problem
+
+#: Sampling starts after the first paint, or after this long if no paint comes.
+FIRST_PAINT_WAIT_MS = 2000
 
 
 @dataclass
@@ -40,11 +44,11 @@ def run(options: GuiOptions) -> int:
     from costmeter.gui.bridge import MonitorBridge
     from costmeter.gui.context import AppContext, ContextSignals
     from costmeter.gui.icons import app_icon
-    from costmeter.gui.live import LiveState
     from costmeter.gui.main_window import MainWindow
     from costmeter.gui.reader import StoreReader
     from costmeter.gui.theme import apply_theme
     from costmeter.gui.tray import Tray
+    from costmeter.service.live import LiveState
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     assert isinstance(app, QApplication)
@@ -70,7 +74,7 @@ def run(options: GuiOptions) -> int:
         config=config,
         config_path=options.config_path,
         db_path=options.db_path,
-        reader=StoreReader(options.db_path),
+        reader=StoreReader(options.db_path, held=True),
         live=LiveState(interval_s=config.interval_s),
         settings=settings,
         signals=ContextSignals(),
@@ -95,8 +99,20 @@ def run(options: GuiOptions) -> int:
 
     if os.environ.get("COSTMETER_STARTUP_PROBE"):
         _print_first_paint(window)
+    started = False
+
+    def start_work() -> None:
+        # Sampling and the pages' first reads begin once the window is on screen.
+        nonlocal started
+        if not started:
+            started = True
+            ctx.reader.release()
+            bridge.start()
+
+    _after_first_paint(window, start_work)
     window.show()
-    bridge.start()
+    # A window that is never painted (minimised at once, say) still starts sampling.
+    QTimer.singleShot(FIRST_PAINT_WAIT_MS, start_work)
     if options.screenshot is not None:
         target = options.screenshot
 
@@ -116,8 +132,24 @@ def run(options: GuiOptions) -> int:
     return int(code)
 
 
+def _after_first_paint(window: object, then: Callable[[], None]) -> None:
+    """Call ``then`` from the event loop once ``window`` has painted its first frame."""
+    from PySide6.QtCore import QEvent, QObject, QTimer
+
+    class FirstPaint(QObject):
+        def eventFilter(self, obj: QObject, event: QEvent) -> bool:
+            if event.type() == QEvent.Type.Paint:
+                obj.removeEventFilter(self)
+                QTimer.singleShot(0, then)
+            return False
+
+    probe = FirstPaint(window)  # type: ignore[arg-type]
+    window.installEventFilter(probe)  # type: ignore[attr-defined]
+
+
 def _print_first_paint(window: object) -> None:
-    """For bench/bench_gui.py: print the seconds from process start to the first painted frame."""
+    """For bench/bench_gui.py: print the seconds from process start to the first painted frame,
+    and the frame's epoch time."""
     import psutil
     from PySide6.QtCore import QEvent, QObject
 
@@ -126,7 +158,10 @@ def _print_first_paint(window: object) -> None:
     class FirstPaint(QObject):
         def eventFilter(self, obj: QObject, event: QEvent) -> bool:
             if event.type() == QEvent.Type.Paint:
-                print(f"first-paint-s {time.time() - started:.3f}", flush=True)
+                # "at": the epoch time, for a caller that timed the launch itself (psutil's
+                # create_time rests on the boot time in whole seconds: up to 1 s early).
+                now = time.time()
+                print(f"first-paint-s {now - started:.3f} at {now:.6f}", flush=True)
                 obj.removeEventFilter(self)
             return False
 

@@ -9,14 +9,17 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Signal
 
 from costmeter.config import Config, RemoteHostConfig
 from costmeter.core import CostmeterError, DeviceInfo, HostInfo, Tick
-from costmeter.sampling.simulated import FakeNvml
-from costmeter.service.monitor import Monitor, MonitorOptions
-from costmeter.service.remote import HostStatus, RemoteCollector
+
+if TYPE_CHECKING:  # imported on the worker thread when sampling starts, after the first paint
+    from costmeter.sampling.simulated import FakeNvml
+    from costmeter.service.monitor import Monitor
+    from costmeter.service.remote import HostStatus
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,8 @@ class MonitorBridge(QObject):
         if not hosts or monitor.writer is None or monitor.host_info is None:
             return not hosts
         # The monitor started without remote hosts: start its collector now, as open() would.
+        from costmeter.service.remote import RemoteCollector
+
         collector = RemoteCollector(
             monitor.writer,
             hosts,
@@ -144,6 +149,8 @@ class MonitorBridge(QObject):
             return []
 
     def _run(self) -> None:
+        from costmeter.service.monitor import Monitor, MonitorOptions
+
         options = MonitorOptions(
             db_path=self.db_path,
             config=self.config,

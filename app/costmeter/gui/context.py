@@ -10,8 +10,8 @@ from PySide6.QtCore import QObject, QSettings, Signal
 
 from costmeter.config import Config
 from costmeter.cost.pricing import Pricing
-from costmeter.gui.live import LiveState
 from costmeter.gui.reader import StoreReader
+from costmeter.service.live import LiveState
 from costmeter.service.summary import CostSummary
 
 if TYPE_CHECKING:

@@ -11,8 +11,8 @@ import time
 from PySide6.QtCore import QObject, QTimer
 
 from costmeter.gui.context import AppContext
+from costmeter.service.reading import Store
 from costmeter.service.summary import CostSummary, cost_summary
-from costmeter.store import Store
 
 #: Cost figures come from the database; re-read them this often.
 REFRESH_MS = 10_000

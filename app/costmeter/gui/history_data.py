@@ -13,9 +13,7 @@ import numpy as np
 
 from costmeter.cost.ledger import CostReport, price_usage
 from costmeter.cost.pricing import Pricing
-from costmeter.store import Store
-from costmeter.store.queries import Series
-from costmeter.store.store import DeviceRecord, HostRecord
+from costmeter.service.reading import DeviceRecord, HostRecord, Series, Store
 
 #: Points asked of the store for the visible range. The store's resolutions step 60x apart (raw,
 #: 1 min, 1 h), so a budget above 3,600 keeps a 1 Hz hour raw; pyqtgraph's peak downsampling then
@@ -135,8 +133,14 @@ def load_series(
 
 
 def load_cost(store: Store, pricing: Pricing, start: float, end: float) -> CostReport:
+    """What ``[start, end)`` cost; whole hours and minutes come from the rollups (the same
+    totals as the raw rows, so a 30-day card reads ~720 rows per device, not millions)."""
     return price_usage(
-        store.device_usage(start, end), store.host_usage(start, end), pricing, start, end
+        store.device_usage(start, end, coarse=True),
+        store.host_usage(start, end, coarse=True),
+        pricing,
+        start,
+        end,
     )
 
 

@@ -8,7 +8,6 @@ collects, its in-memory statuses, which are the freshest. Qt-free, so tests buil
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from costmeter.config import Config, RemoteHostConfig
+from costmeter.service.remote import read_remote_hosts
 
 #: States a remote host can be in (the collector's) and those the window adds.
 CONNECTED, BACKFILLING, DISCONNECTED, ERROR = "connected", "backfilling", "disconnected", "error"
@@ -71,21 +71,11 @@ class HostRow:
 
 def read_status_table(db_path: Path) -> list[StatusRow]:
     """The ``remote_hosts`` table, read-only (an older database without it gives nothing)."""
-    if not db_path.exists():
-        return []
-    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=2.0)
-    try:
-        rows = conn.execute(
-            "SELECT name, url, kind, state, last_contact, newest_sample, last_error, updated"
-            " FROM remote_hosts ORDER BY name"
-        ).fetchall()
-    except sqlite3.OperationalError as err:
-        if "no such table" in str(err):
-            return []
-        raise
-    finally:
-        conn.close()
-    return [StatusRow(*row) for row in rows]
+    return [
+        StatusRow(r.name, r.url, r.kind, r.state, r.last_contact, r.newest_sample, r.error,
+                  r.updated)
+        for r in read_remote_hosts(db_path)
+    ]  # fmt: skip
 
 
 def from_collector(statuses: Iterable[Any]) -> list[StatusRow]:

@@ -24,10 +24,10 @@ from costmeter.gui.host_status import (
     merge_rows,
     read_status_table,
 )
-from costmeter.gui.live import recent_series, remote_records
 from costmeter.gui.widgets.banner import Banner
 from costmeter.gui.widgets.host_selector import HostSelector
-from costmeter.store import Store
+from costmeter.service.live_seed import recent_series, remote_records
+from costmeter.service.reading import Store
 
 #: Remote hosts' states are read this often (for the banner and the status bar).
 HOST_STATUS_MS = 5000

@@ -23,32 +23,13 @@ from costmeter.gui.bridge import MonitorBridge, Started
 from costmeter.gui.context import AppContext
 from costmeter.gui.cost_poller import CostPoller
 from costmeter.gui.host_watch import HostWatch
-from costmeter.gui.live import recent_series
-from costmeter.gui.pages.advice import AdvicePage
 from costmeter.gui.pages.base import Page
-from costmeter.gui.pages.devices import DevicesPage
-from costmeter.gui.pages.history import HistoryPage
-from costmeter.gui.pages.hosts import HostsPage
-from costmeter.gui.pages.overview import OverviewPage
-from costmeter.gui.pages.processes import ProcessesPage
-from costmeter.gui.pages.runs import RunsPage
-from costmeter.gui.pages.settings import SettingsPage
+from costmeter.gui.pages.registry import PAGES, PageSpec
 from costmeter.gui.run_manager import GRACE_S, RunManager
 from costmeter.gui.widgets.banner import Banner
 from costmeter.gui.widgets.host_selector import HostSelector
-from costmeter.store import Store
-from costmeter.store.database import SIMULATED_DB_NAME
-
-PAGE_TYPES: tuple[type[Page], ...] = (
-    OverviewPage,
-    DevicesPage,
-    ProcessesPage,
-    RunsPage,
-    HistoryPage,
-    AdvicePage,
-    HostsPage,
-    SettingsPage,
-)
+from costmeter.service.live_seed import recent_series
+from costmeter.service.reading import SIMULATED_DB_NAME, Store
 
 #: What "Start with simulated GPUs" samples: one GPU per workload worth seeing.
 DEMO_SPEC = "a100:train,h100:idle,rtx4090:bursty,t4:input-bound"
@@ -71,18 +52,18 @@ class MainWindow(QMainWindow):
         self.bridge = bridge
         self.setWindowTitle("Costmeter")
         self.resize(1280, 820)
-        #: Page classes in navigation order; each page is built the first time it is shown, so
+        #: Pages in navigation order; each is imported and built the first time it is shown, so
         #: start-up builds only one.
-        self.page_types: tuple[type[Page], ...] = PAGE_TYPES
+        self.page_specs: tuple[PageSpec, ...] = PAGES
         self._built: dict[int, Page] = {}
         self.nav = QListWidget()
         self.nav.setObjectName("nav")
         self.nav.setFixedWidth(170)
         self.nav.setFrameShape(QListWidget.Shape.NoFrame)
         self.stack = QStackedWidget()
-        for i, page_type in enumerate(self.page_types):
-            item = QListWidgetItem(page_type.title)
-            item.setToolTip(f"{page_type.title} (Ctrl+{i + 1})")
+        for i, spec in enumerate(self.page_specs):
+            item = QListWidgetItem(spec.title)
+            item.setToolTip(f"{spec.title} (Ctrl+{i + 1})")
             item.setSizeHint(QSize(150, 36))
             self.nav.addItem(item)
             self.stack.addWidget(QWidget())  # replaced by the page when it is first shown
@@ -155,7 +136,7 @@ class MainWindow(QMainWindow):
         bridge.failed.connect(self._on_failed)
 
     def _shortcuts(self) -> None:
-        for i in range(len(self.page_types)):
+        for i in range(len(self.page_specs)):
             sc = QShortcut(QKeySequence(f"Ctrl+{i + 1}"), self)
             sc.activated.connect(lambda i=i: self.nav.setCurrentRow(i))
         QShortcut(QKeySequence(QKeySequence.StandardKey.Preferences), self).activated.connect(
@@ -175,16 +156,16 @@ class MainWindow(QMainWindow):
         return [self._built[i] for i in sorted(self._built)]
 
     def _index(self, key: str) -> int:
-        for i, page_type in enumerate(self.page_types):
-            if page_type.key == key:
+        for i, spec in enumerate(self.page_specs):
+            if spec.key == key:
                 return i
-        keys = ", ".join(t.key for t in self.page_types)
+        keys = ", ".join(t.key for t in self.page_specs)
         raise KeyError(f"no page '{key}'; pages: {keys}")
 
     def _build(self, row: int) -> Page:
         page = self._built.get(row)
         if page is None:
-            page = self._built[row] = self.page_types[row](self.ctx)
+            page = self._built[row] = self.page_specs[row].load()(self.ctx)
             page.restore_state(self.ctx.settings)
             placeholder = self.stack.widget(row)
             self.stack.insertWidget(row, page)

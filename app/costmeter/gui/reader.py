@@ -16,7 +16,7 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal, Slot
 
 from costmeter.core import CostmeterError
-from costmeter.store import Store
+from costmeter.service.reading import Store
 
 Job = Callable[[Store], Any]
 Done = Callable[[Any], None]
@@ -39,12 +39,15 @@ class StoreReader(QObject):
     #: True while a read is running (for a "loading" hint).
     busy = Signal(bool)
 
-    def __init__(self, db_path: Path, parent: QObject | None = None) -> None:
+    def __init__(self, db_path: Path, parent: QObject | None = None, *, held: bool = False) -> None:
+        """``held``: keep requests waiting until ``release()`` (the app releases them after the
+        window's first paint, so opening the database does not compete with drawing it)."""
         super().__init__(parent)
         self.db_path = db_path
         self._pending: OrderedDict[str, tuple[Job, Done, Failed | None]] = OrderedDict()
         self._cond = threading.Condition()
         self._stopping = False
+        self._held = held
         self._store: Store | None = None
         self._finished.connect(self._deliver)
         self._thread = threading.Thread(target=self._run, name="costmeter-reader", daemon=True)
@@ -54,6 +57,12 @@ class StoreReader(QObject):
         with self._cond:
             self._pending.pop(key, None)
             self._pending[key] = (fn, done, failed)
+            self._cond.notify()
+
+    def release(self) -> None:
+        """Start running the requests (see ``held``); harmless when not held."""
+        with self._cond:
+            self._held = False
             self._cond.notify()
 
     def pending(self) -> int:
@@ -78,7 +87,7 @@ class StoreReader(QObject):
         current: Path | None = None
         while True:
             with self._cond:
-                while not self._pending and not self._stopping:
+                while (self._held or not self._pending) and not self._stopping:
                     self._cond.wait()
                 if self._stopping:
                     break

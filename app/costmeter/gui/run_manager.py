@@ -1,15 +1,19 @@
-"""Runs launched from the desktop app: run services on worker threads, their events on the GUI's.
+"""Runs launched from the desktop app: the Qt side of a ``RunSession``.
 
 The GUI thread never calls a backend or a ``RunService`` itself (both read SQLite or start
-processes): every call goes through ``TaskRunner`` to a ``ServicePool`` (``run_services.py``)
-and its answer comes back by callback. The services' events arrive on their own threads and are
-forwarded here with a queued signal.
+processes): every call goes through ``TaskRunner`` to the window's ``RunSession``
+(``costmeter.service.run_session``, shared with ``costmeter run``) and its answer comes back by
+callback. The services' events arrive on their own threads and are forwarded here with a queued
+signal. What is left here is that glue: signals, worker threads, and which session is current.
 
 Lifetime: a ``RunService`` is made on the first launch with a backend (and simulated profile),
 on a worker thread, with the window's ``Monitor`` so the runs' PIDs are sampled and put on
 simulated GPUs. On close the window asks what to do with runs still going (see
 ``MainWindow.closeEvent``): cancel them (the window waits for their end and cost) or leave them
 running (their rows then say that the app stopped watching them).
+
+The manager knows the window's state only through ``RunContext`` (``AppContext`` is one), so
+``gui.context`` and this module do not import each other.
 """
 
 from __future__ import annotations
@@ -17,52 +21,55 @@ from __future__ import annotations
 import contextlib
 import itertools
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from PySide6.QtCore import QObject, Signal, Slot
 
+from costmeter.config import Config
 from costmeter.core import CostmeterError
+from costmeter.cost.pricing import Pricing
 from costmeter.gui.bridge import MonitorBridge
-from costmeter.gui.context import AppContext
-from costmeter.gui.run_launch import LaunchRequest
-from costmeter.gui.run_services import GRACE_S, ServicePool, wait_for
 from costmeter.gui.tasks import TaskRunner, describe
-from costmeter.plugin_api import BackendConfig, Capability
 from costmeter.runs.events import EventKind, RunEvent, RunInfo
-from costmeter.runs.registry import OK, probe_all
-from costmeter.service.backends import backend_config
 from costmeter.service.monitor import Monitor
 from costmeter.service.run_costs import LiveRun
-from costmeter.service.run_support import record_refused
-from costmeter.store.runs import RunStore
+from costmeter.service.run_launch import LaunchRequest
+from costmeter.service.run_session import RunSession, SessionOptions
+from costmeter.service.run_views import BackendChoice, LogRead, backend_choices, read_log
 
 __all__ = ["GRACE_S", "BackendChoice", "Launched", "LogRead", "RunManager"]
 
-#: At most this much of a log is shown when a run is first selected (its tail).
-LOG_TAIL_CHARS = 512 * 1024
+#: Seconds between SIGTERM and SIGKILL when a run is cancelled from the app.
+GRACE_S = 5.0
+#: How long a launch waits for the window's monitor to open before it runs without one.
+MONITOR_WAIT_S = 20.0
 
 
-@dataclass(frozen=True)
-class BackendChoice:
-    """One backend for the launch dialog: loadable or not, and what it can do."""
+class LiveDevices(Protocol):
+    @property
+    def devices(self) -> Mapping[str, object]: ...
 
-    name: str
-    ok: bool
-    error: str = ""
-    description: str = ""
-    gpus: bool = True
-    places_gpus: bool = False
+    @property
+    def lost_at(self) -> Mapping[str, float]: ...
 
 
-@dataclass(frozen=True)
-class LogRead:
-    text: str
-    next_offset: int
-    complete: bool
-    #: Output before ``text`` was skipped (only the tail of a long log is shown at first).
-    skipped: bool = False
+class RunContext(Protocol):
+    """What the manager reads of the window's state (``AppContext`` has it)."""
+
+    @property
+    def db_path(self) -> Path: ...
+
+    @property
+    def config(self) -> Config: ...
+
+    @property
+    def live(self) -> LiveDevices: ...
+
+    def pricing(self) -> Pricing: ...
 
 
 @dataclass(frozen=True)
@@ -86,13 +93,13 @@ class RunManager(QObject):
     _received = Signal(object)
 
     def __init__(
-        self, ctx: AppContext, bridge: MonitorBridge | None = None, parent: QObject | None = None
+        self, ctx: RunContext, bridge: MonitorBridge | None = None, parent: QObject | None = None
     ) -> None:
         super().__init__(parent)
         self.ctx = ctx
         self.bridge = bridge
         self.tasks = TaskRunner(4, self)
-        self.pool = self._new_pool()
+        self.session = self._new_session()
         #: This window's runs, as their latest events say (GUI thread).
         self.runs: dict[int, RunInfo] = {}
         self._settling: set[int] = set()
@@ -100,24 +107,35 @@ class RunManager(QObject):
         self._launches = itertools.count(1)
         self._received.connect(self._deliver)
 
-    def _new_pool(self) -> ServicePool:
-        holder: list[ServicePool] = []
+    def _new_session(self) -> RunSession:
+        holder: list[RunSession] = []
 
         def forward(event: RunEvent) -> None:  # on the services' threads
             with contextlib.suppress(RuntimeError):  # the manager was deleted with its window
                 self._received.emit((holder[0], event))
 
-        pool = ServicePool(
-            self.ctx.db_path, forward, self._monitor, self.gpu_count, lambda: self.ctx.config
+        session = RunSession(
+            self.ctx.db_path,
+            config=lambda: self.ctx.config,
+            monitor=self._monitor,
+            gpu_count=self.gpu_count,
+            listener=forward,
+            options=SessionOptions(grace_s=GRACE_S),
         )
-        holder.append(pool)
-        return pool
+        holder.append(session)
+        return session
 
     def _monitor(self) -> Monitor | None:
+        """The window's monitor once it has opened; None when sampling is not running (or it
+        never opens). On a worker thread."""
         bridge = self.bridge
-        if bridge is None:
-            return None
-        return wait_for(lambda: bridge.monitor, lambda: bridge.running)
+        deadline = time.monotonic() + MONITOR_WAIT_S
+        while bridge is not None and bridge.running and time.monotonic() < deadline:
+            found = bridge.monitor
+            if found is not None:
+                return found
+            time.sleep(0.05)
+        return None
 
     # -- GUI-thread queries --------------------------------------------------------------------
     def active(self) -> list[RunInfo]:
@@ -150,8 +168,8 @@ class RunManager(QObject):
         """Sampling restarted (on simulated GPUs, into another database): new launches get new
         services; runs already going finish on the old ones, no longer shown here."""
         self.bridge = bridge
-        old = self.pool
-        self.pool = self._new_pool()
+        old = self.session
+        self.session = self._new_session()
         self.runs.clear()
         self._settling.clear()
         self.tasks.submit("retire", old.close)
@@ -164,25 +182,8 @@ class RunManager(QObject):
 
         config = self.ctx.config
 
-        def made(name: str, state_dir: Path) -> BackendConfig:  # each with its options
-            return backend_config(name, config=config, state_dir=state_dir)
-
         def job() -> list[BackendChoice]:
-            out = []
-            for status in probe_all(timeout_s=15.0, make_config=made):
-                ok = status.status == OK
-                caps = status.capabilities
-                out.append(
-                    BackendChoice(
-                        name=status.name,
-                        ok=ok,
-                        error=status.error,
-                        description=status.info.description,
-                        gpus=Capability.GPUS in caps if ok else True,
-                        places_gpus=Capability.PLACES_GPUS in caps,
-                    )
-                )
-            return out
+            return backend_choices(config)
 
         def done(choices: list[BackendChoice]) -> None:
             self.choices = choices
@@ -199,19 +200,17 @@ class RunManager(QObject):
         """Queue the request's runs (on a worker thread); ``launched`` or ``message`` answers.
 
         A backend that cannot be loaded leaves a failed row per run, saying why."""
-        pool = self.pool
+        session = self.session
         pricing = self.ctx.pricing()
 
         def job() -> Launched:
             try:
-                service = pool.service(request.backend, request.profile, pricing)
+                service = session.service(request.backend, request.profile, pricing)
             except CostmeterError as exc:
                 text = describe(exc)
-                with RunStore.open(pool.db_path) as store:
-                    for spec in request.specs:
-                        record_refused(store, spec, request.backend, text, sweep=request.sweep)
+                session.record_refused(request.specs, request.backend, text, sweep=request.sweep)
                 raise CostmeterError(f"The run could not start: {text}") from None
-            ids = pool.submit(
+            ids = session.submit(
                 service,
                 request.specs,
                 sweep=request.sweep,
@@ -229,9 +228,9 @@ class RunManager(QObject):
 
     # -- events --------------------------------------------------------------------------------
     @Slot(object)
-    def _deliver(self, payload: tuple[ServicePool, RunEvent]) -> None:
-        pool, event = payload
-        if pool is not self.pool:  # from before sampling restarted
+    def _deliver(self, payload: tuple[RunSession, RunEvent]) -> None:
+        session, event = payload
+        if session is not self.session:  # from before sampling restarted
             return
         info = event.run
         self.runs[info.key] = info
@@ -251,8 +250,8 @@ class RunManager(QObject):
         failed: Callable[[str], None] | None = None,
     ) -> None:
         """Cost so far, ETA and forecast of this window's running runs (a worker reads)."""
-        pool = self.pool
-        self.tasks.submit("live", lambda: pool.live(ids), done, failed)
+        session = self.session
+        self.tasks.submit("live", lambda: session.live(ids), done, failed)
 
     def read_log(
         self,
@@ -262,35 +261,25 @@ class RunManager(QObject):
         failed: Callable[[str], None],
     ) -> None:
         """The run's output from ``offset`` (from 0: at most the tail of what is there)."""
-        pool = self.pool
+        session = self.session
 
         def job() -> LogRead:
-            read = pool.log_reader(run_id)
-            text, at, skipped = "", offset, False
-            for _ in range(256):  # 256 MiB at most per call with the local backend
-                chunk = read(at)
-                text += chunk.text
-                at = chunk.next_offset
-                if len(text) > LOG_TAIL_CHARS:
-                    text, skipped = text[-LOG_TAIL_CHARS:], True
-                if chunk.complete or not chunk.text:
-                    return LogRead(text, at, chunk.complete, skipped)
-            return LogRead(text, at, False, skipped)
+            return read_log(session.log_reader(run_id), offset)
 
         self.tasks.submit("log", job, done, failed)
 
     def cancel(self, run_id: int, done: Callable[[bool], None]) -> None:
         """Cancel one of this window's runs (True: asked to stop; False: it had finished)."""
-        pool = self.pool
+        session = self.session
 
         def failed(text: str) -> None:
             self.message.emit(f"Run {run_id} could not be cancelled: {text}", "error")
 
-        self.tasks.submit(f"cancel-{run_id}", lambda: pool.cancel(run_id), done, failed)
+        self.tasks.submit(f"cancel-{run_id}", lambda: session.cancel(run_id), done, failed)
 
     def cancel_all(self, reason: str = "Cancelled when the desktop app closed.") -> None:
-        pool = self.pool
-        self.tasks.submit("cancel-all", lambda: pool.cancel_all(reason))
+        session = self.session
+        self.tasks.submit("cancel-all", lambda: session.cancel_all(reason))
 
     def shutdown(self, timeout: float = 10.0) -> None:
         """On window close: runs still going are left alone (their rows say so) and services
@@ -298,7 +287,7 @@ class RunManager(QObject):
         left = [info.key for info in self.active()]
         self.tasks.shutdown(wait=False)
         thread = threading.Thread(
-            target=self.pool.close, args=(left,), name="costmeter-runs-close", daemon=True
+            target=self.session.close, args=(left,), name="costmeter-runs-close", daemon=True
         )
         thread.start()
         thread.join(timeout)

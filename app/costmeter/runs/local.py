@@ -82,6 +82,9 @@ LEFTOVER_POLICIES = ("wait", "stop")
 SCAN_WHILE_RUNNING_S = 2.0
 #: The longest pause between looks for a run's leftover processes once its command exited.
 SCAN_LEFTOVERS_MAX_S = 0.5
+#: A status poll may report the PIDs of a look at /proc begun this long ago (another run's):
+#: with many short runs, most polls then read nothing.
+STATUS_SCAN_AGE_S = 0.05
 
 
 @dataclass
@@ -106,9 +109,9 @@ class _Child:
     #: The run's processes at the last look, the command first while it runs.
     members: tuple[int, ...] = ()
 
-    def look(self) -> tuple[int, ...]:
-        """The run's live processes now (a look at /proc)."""
-        found = tuple(self.procs.scan())
+    def look(self, max_age_s: float = 0.0) -> tuple[int, ...]:
+        """The run's live processes now (a look at /proc; see ``RunProcesses.scan``)."""
+        found = tuple(self.procs.scan(max_age_s))
         with self.lock:
             self.members = found
         return found
@@ -223,7 +226,8 @@ class LocalBackend:
                 forced = child.forced
                 code = child.command_code
             if ended is None:
-                members = child.look()
+                # Only the PIDs to report: whether it ended is the reaper's fresh look.
+                members = child.look(STATUS_SCAN_AGE_S)
                 with child.lock:  # it may have ended while we looked
                     ended = child.exit
                 if ended is None:

@@ -14,6 +14,10 @@ waiting for GPUs holds back the ones behind it.
 
 Stop on failure: when a run fails and ``stop_on_failure`` is set, runs not yet started are
 cancelled; runs already going are left to finish.
+
+Shared GPUs: pass ``pool`` to place runs on a machine's ``GpuPool`` that other queues use too
+(one per backend in the desktop app). The queue then starts its waiting runs when another queue
+frees GPUs, not only when one of its own runs ends.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ class RunQueue:
         stream_logs: bool = False,
         check: Check | None = None,
         clock: Callable[[], float] = time.time,
+        pool: GpuPool | None = None,
     ) -> None:
         if max_parallel < 1:
             raise PlacementError(f"At most {max_parallel} runs at once is not possible: use 1+.")
@@ -61,7 +66,9 @@ class RunQueue:
         self.backend_name = str(getattr(backend, "name", "") or meta.name)
         self.capabilities = meta.capabilities
         self.max_parallel = max_parallel
-        self.pool = GpuPool(gpu_count, per_gpu)
+        #: GPUs of this machine; ``gpu_count`` and ``per_gpu`` are the pool's when it is shared.
+        self.pool = pool if pool is not None else GpuPool(gpu_count, per_gpu)
+        self.pool.add_waker(self._dispatch)
         self.stop_on_failure = stop_on_failure
         self.poll_s = poll_s
         self.grace_s = grace_s
@@ -260,18 +267,24 @@ class RunQueue:
                 detected_at=now,
             )
             info = entry.info
+            freed = slot and not self.places_gpus and bool(old.gpu_indices)
             if slot:
                 self._running -= 1
-                if not self.places_gpus and old.gpu_indices:
+                if freed:
                     self.pool.release(old.gpu_indices)
             self._unfinished -= 1
             stop = self.stop_on_failure and state in (RunState.FAILED, RunState.LOST)
+            reason = f"Not started: run '{info.name}' failed, and the sweep stops on failure."
+            if stop and self._stopped is None:
+                self._stopped = reason  # before the freed slot is handed on
+        # The freed slot and GPUs go to the next run before listeners hear of this end (the run
+        # service writes it to the database first): their work is not the next run's wait.
+        self._dispatch()
+        if freed:
+            self.pool.wake_others(self._dispatch)
         self.emit(EventKind.FINISHED, info)
         if stop:
-            self._stop_pending(
-                f"Not started: run '{info.name}' failed, and the sweep stops on failure."
-            )
-        self._dispatch()
+            self._stop_pending(reason)
         with self._cond:
             self._cond.notify_all()
 

@@ -5,12 +5,15 @@ submits a run and calls ``release`` when the run has ended. A GPU holds at most 
 at once (one by default; more is "packing"). The pool never hands out more, whatever the number
 of threads asking, and it remembers the most runs it has seen on any one GPU so tests and the
 benchmark can check that.
+
+One pool per machine: several queues (one per backend, or per simulated profile) may share it.
+Each registers a waker; when one queue frees GPUs, the others are woken to start what waits.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from costmeter.core.errors import CostmeterError
 
@@ -69,6 +72,7 @@ class GpuPool:
         self._load = [0] * gpu_count
         self._lock = threading.Lock()
         self._max_seen = 0
+        self._wakers: list[Callable[[], None]] = []
 
     def check(self, gpus: int) -> None:
         check_request(gpus, self.gpu_count, per_gpu=self.per_gpu)
@@ -93,6 +97,19 @@ class GpuPool:
                 if not 0 <= i < self.gpu_count or self._load[i] <= 0:
                     raise ValueError(f"GPU {i} was not held.")
                 self._load[i] -= 1
+
+    def add_waker(self, wake: Callable[[], None]) -> None:
+        """Call ``wake`` (with no lock held) after another sharer of the pool frees GPUs."""
+        with self._lock:
+            self._wakers.append(wake)
+
+    def wake_others(self, freed_by: Callable[[], None]) -> None:
+        """GPUs were released by the sharer whose waker is ``freed_by``: wake the rest.
+        Called by the queue outside its own lock, so two queues never wait on each other."""
+        with self._lock:
+            others = [w for w in self._wakers if w != freed_by]
+        for wake in others:
+            wake()
 
     def load(self) -> tuple[int, ...]:
         """Runs per GPU now, by index."""

@@ -11,9 +11,10 @@ sent (the collector computes them with its own ``EnergyTracker``).
 
 from __future__ import annotations
 
+import gc
 import itertools
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,7 @@ from costmeter.core.model import (
     Tick,
 )
 from costmeter.sampling import wire_fields as f
+from costmeter.sampling.wire_fast import Miss, fast_tick
 from costmeter.sampling.wire_fields import WireError
 
 __all__ = [
@@ -38,6 +40,7 @@ __all__ = [
     "decode_host",
     "decode_info",
     "decode_samples_page",
+    "decode_samples_page_checked",
     "decode_tick",
     "dumps",
     "encode_device",
@@ -46,6 +49,7 @@ __all__ = [
     "encode_samples_page",
     "encode_tick",
     "loads",
+    "read_samples_page",
 ]
 
 #: Bumped when a JSON shape changes incompatibly.
@@ -54,18 +58,17 @@ GPU_MODES = ("nvml", "simulated", "none")
 
 # Limits: far above anything real, low enough that hostile input cannot make work explode.
 MAX_TEXT = f.MAX_TEXT
-MAX_CMDLINE = 16384
-MAX_DEVICES = 256
-MAX_PROCESSES = 16384
-MAX_CORES = 16384
-MAX_PACKAGES = 64
+MAX_CMDLINE = f.MAX_CMDLINE
+MAX_DEVICES = f.MAX_DEVICES
+MAX_PROCESSES = f.MAX_PROCESSES
+MAX_CORES = f.MAX_CORES
+MAX_PACKAGES = f.MAX_PACKAGES
 MAX_TICKS = 100_000
 MAX_MESSAGES = 1000
 MAX_BYTES = 64 * 1024 * 1024
-#: Timestamps: seconds since the epoch, before the year 2500.
-MAX_TS = 16_725_225_600.0
+MAX_TS = f.MAX_TS
 MAX_U64 = f.MAX_U64
-MAX_PID = 2**32
+MAX_PID = f.MAX_PID
 
 
 # -- host --------------------------------------------------------------------------------------
@@ -410,12 +413,47 @@ def encode_samples_page(page: SamplesPage) -> dict[str, Any]:
     }
 
 
+def _quick_or_checked_tick(obj: object) -> Tick:
+    try:
+        return fast_tick(obj)
+    except Miss:
+        return decode_tick(obj)  # the same value, or the WireError that names the problem
+
+
 def decode_samples_page(obj: object) -> SamplesPage:
+    """The page in ``obj``; each tick through the quick decoder, any it refuses checked
+    field by field (:mod:`costmeter.sampling.wire_fast`)."""
+    return _decode_samples_page(obj, _quick_or_checked_tick)
+
+
+def read_samples_page(data: bytes | str, *, max_bytes: int = MAX_BYTES) -> SamplesPage:
+    """``loads`` then ``decode_samples_page``, with the cyclic garbage collector paused.
+
+    A backfill page is hundreds of thousands of small objects, none in a cycle; left on, the
+    collector walks them again and again while they are built (about a third of the decode
+    time, bench/bench_backfill.py). It is switched back on afterwards if it was on before.
+    """
+    was_on = gc.isenabled()
+    gc.disable()
+    try:
+        return decode_samples_page(loads(data, max_bytes=max_bytes))
+    finally:
+        if was_on:
+            gc.enable()
+
+
+def decode_samples_page_checked(obj: object) -> SamplesPage:
+    """The same page with every tick checked field by field (the fuzz tests' and the
+    benchmark's reference)."""
+    return _decode_samples_page(obj, decode_tick)
+
+
+def _decode_samples_page(obj: object, decode: Callable[[object], Tick]) -> SamplesPage:
     what = "the page of samples"
     d = f.obj(obj, what)
     _check_format(d, what)
     raw_ticks = f.req_seq(d, "samples", what, MAX_TICKS)
-    ticks = tuple(decode_tick(t) for t in raw_ticks)
+    ticks = tuple(map(decode, raw_ticks))
     if any(b.ts <= a.ts for a, b in itertools.pairwise(ticks)):
         raise WireError(f"{what}: the samples are not in ascending time order.")
     return SamplesPage(

@@ -13,6 +13,17 @@ MAX_TEXT = 1024
 MAX_U64 = 2**64 - 1
 BIG = 1e15
 
+# The protocol's limits (see costmeter.sampling.wire): far above anything real, low enough that
+# hostile input cannot make work explode.
+MAX_CMDLINE = 16384
+MAX_DEVICES = 256
+MAX_PROCESSES = 16384
+MAX_CORES = 16384
+MAX_PACKAGES = 64
+#: Timestamps: seconds since the epoch, before the year 2500.
+MAX_TS = 16_725_225_600.0
+MAX_PID = 2**32
+
 
 class WireError(CostmeterError):
     """A document from (or for) an agent is not what the protocol says."""

@@ -1,11 +1,12 @@
 """Recommendations over stored history: gather facts, run the rules, apply dismiss/snooze.
 
 The GUI calls these on its StoreReader thread and ``costmeter advise`` on its own Store.
+``advise`` only reads: runs left "running" by a Costmeter that stopped are marked lost where
+runs are managed (the run service at start-up, ``costmeter runs``), not here.
 """
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from dataclasses import dataclass
 
@@ -14,10 +15,8 @@ from costmeter.advice.model import Recommendation
 from costmeter.advice.thresholds import Thresholds
 from costmeter.config import Config
 from costmeter.core.errors import ConfigError
-from costmeter.service import advice_sql
 from costmeter.service.advice_facts import gather_facts
-from costmeter.service.run_reconcile import reconcile_stale_runs
-from costmeter.store import Store
+from costmeter.store import Store, advice_states, clear_advice_state, set_advice_state
 
 #: advice_state.state values.
 DISMISSED = "dismissed"
@@ -59,7 +58,6 @@ def advise(
     except ConfigError as exc:
         messages.append(f"{exc} The default thresholds were used.")
         thresholds = Thresholds()
-    messages.extend(_reconcile(store, end))
     facts, notes = gather_facts(store, config, start, end)
     messages.extend(notes)
     found, failed = evaluate(facts, thresholds)
@@ -73,26 +71,12 @@ def advise(
     )
 
 
-def _reconcile(store: Store, now: float) -> list[str]:
-    """Mark abandoned local runs lost first, so no rule judges a run that ended long ago as
-    still going (a budget forecast charged up to now, for one)."""
-    try:
-        lost = reconcile_stale_runs(store.runs(), now=now)
-    except (sqlite3.Error, OSError) as exc:
-        return [f"Runs left running by a Costmeter that stopped could not be checked: {exc}."]
-    if not lost:
-        return []
-    ids = ", ".join(str(i) for i in lost)
-    return [f"Run(s) {ids} had no process left since Costmeter stopped: now marked lost."]
-
-
 def _states(store: Store, now: float) -> set[str]:
     """Keys hidden now: dismissed, or snoozed until a later time."""
-    rows = advice_sql.read_rows(store, "SELECT key, state, until FROM advice_state")
     return {
-        str(key)
-        for key, state, until in rows
-        if state == DISMISSED or (state == SNOOZED and until is not None and until > now)
+        s.key
+        for s in advice_states(store)
+        if s.state == DISMISSED or (s.state == SNOOZED and s.until is not None and s.until > now)
     }
 
 
@@ -108,14 +92,8 @@ def snooze(store: Store, rec_key: str, rule: str, until: float) -> None:
 
 def restore(store: Store, rec_key: str) -> None:
     """Show a dismissed or snoozed recommendation again."""
-    advice_sql.write(store, "DELETE FROM advice_state WHERE key = ?", (rec_key,))
+    clear_advice_state(store, rec_key)
 
 
 def _set_state(store: Store, key: str, rule: str, state: str, until: float | None) -> None:
-    advice_sql.write(
-        store,
-        "INSERT INTO advice_state (key, rule, state, until, created) VALUES (?, ?, ?, ?, ?)"
-        " ON CONFLICT(key) DO UPDATE SET rule = excluded.rule, state = excluded.state,"
-        " until = excluded.until, created = excluded.created",
-        (key, rule, state, until, time.time()),
-    )
+    set_advice_state(store, key, rule, state, until, created=time.time())

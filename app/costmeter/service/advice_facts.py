@@ -3,11 +3,13 @@
 A GPU held by a run during the window is described by that run (its series cut to the run's
 lifetime); a GPU no run held is described over the whole window. Series come from the store's
 chart queries (raw samples, else 1-minute, else 1-hour rollups), at most ``MAX_POINTS`` each.
+Every device window is worked out first and read from the store in one call
+(``store.device_windows``); energy comes from ``device_usage`` once per window, summed from the
+rollups where whole minutes allow (the same totals). Gathering only reads.
 """
 
 from __future__ import annotations
 
-import math
 from datetime import datetime
 
 from costmeter.advice.facts import AdviceFacts, DayBudget, DeviceFacts, GpuOption, RunFacts, Series
@@ -17,9 +19,9 @@ from costmeter.core.model import DeviceUsage
 from costmeter.cost.forecast import day_start
 from costmeter.cost.ledger import J_PER_KWH, price_usage
 from costmeter.cost.pricing import Pricing
-from costmeter.service.advice_sql import read_rows
 from costmeter.service.run_costs import live_figures
-from costmeter.store import Store
+from costmeter.store import DeviceWindow, Store, device_windows
+from costmeter.store.queries import Series as StoredSeries
 from costmeter.store.runs import RunRow
 from costmeter.store.store import DeviceRecord
 
@@ -39,25 +41,43 @@ def gather_facts(
     if span is not None:  # the window, cut to the recorded history
         start, end = max(start, span[0]), min(end, span[1])
     records = {(d.host, d.index): d for d in store.devices()}
-    runs: list[RunFacts] = []
     held: dict[tuple[str, int], list[tuple[float, float]]] = {}
     run_store = store.runs()
     usage = _Usage(store)
+    # First where each GPU is looked at (runs' stretches, then each GPU's longest free one)...
+    plans: list[tuple[RunRow, float, float, tuple[int, ...]]] = []
     for row in run_store.list_runs(MAX_RUNS):
         lo = row.started
         if lo is None or lo >= end or (row.ended is not None and row.ended <= start):
             continue
-        facts = _run_facts(store, row, records, pricing, max(lo, start), end, usage)
-        runs.append(facts)
-        for i in facts.gpus:
-            held.setdefault((facts.host, i), []).append((max(lo, start), row.ended or end))
-    devices = []
-    unpriced = set()
+        lo = max(lo, start)
+        hi = min(end, row.ended) if row.ended is not None else end
+        gpus = tuple(row.gpus)
+        if not gpus:  # placed on none: the GPUs its processes showed up on
+            gpus = tuple(d.index for d in run_store.samples(row, hi).devices)
+        plans.append((row, lo, hi, gpus))
+        for i in gpus:
+            held.setdefault((row.node or row.host or "", i), []).append((lo, row.ended or end))
+    free: list[tuple[DeviceRecord, float, float]] = []
     for key, rec in records.items():
         if rec.last_seen is not None and rec.last_seen < start:
             continue
         lo, hi = longest_gap(start, end, held.get(key, []))
-        dev = device_facts(store, rec, pricing, lo, hi, usage)
+        free.append((rec, lo, hi))
+    wanted = [(r.id, lo, hi) for r, lo, hi in free if hi > lo]
+    for row, lo, hi, gpus in plans:
+        host = row.node or row.host or ""
+        wanted += [(records[(host, i)].id, lo, hi) for i in gpus if (host, i) in records]
+    # ... then everything read in one call.
+    stored = device_windows(store, wanted, max_points=MAX_POINTS)
+    runs = [
+        _run_facts(store, row, records, pricing, lo, hi, gpus, end, usage, stored)
+        for row, lo, hi, gpus in plans
+    ]
+    devices = []
+    unpriced = set()
+    for rec, lo, hi in free:
+        dev = device_facts(rec, pricing, lo, hi, usage, stored.get((rec.id, lo, hi)))
         if dev is not None and len(dev.gpu_util):
             devices.append(dev)
             if not dev.price_known:
@@ -106,50 +126,30 @@ def catalog(pricing: Pricing) -> tuple[GpuOption, ...]:
     return tuple(sorted(out, key=lambda o: (o.hourly, o.memory_gb)))
 
 
-def _series(
-    store: Store, rec: DeviceRecord, metric: str, lo: float, hi: float, peak: bool
-) -> Series:
-    s = store.query_series(rec.id, metric, lo, hi, MAX_POINTS)
-    values = s.max if peak and s.resolution != "raw" else s.avg
-    return Series(tuple(s.ts), tuple(float(v) for v in values))
+def _series(stored: StoredSeries, peak: bool) -> Series:
+    values = stored.max if peak and stored.resolution != "raw" else stored.avg
+    return Series(tuple(stored.ts), tuple(values))  # the store's values are floats already
 
 
-def _bucketed(rows: list[tuple[int, float]]) -> Series:
-    return Series(tuple(r[0] / 1000 for r in rows), tuple(float(r[1]) for r in rows))
+def _pairs(rows: tuple[tuple[float, float], ...]) -> Series:
+    return Series(tuple(r[0] for r in rows), tuple(r[1] for r in rows))
 
 
 def device_facts(
-    store: Store,
     rec: DeviceRecord,
     pricing: Pricing,
     lo: float,
     hi: float,
-    usage_of: _Usage | None = None,
+    usage_of: _Usage,
+    stored: DeviceWindow | None,
 ) -> DeviceFacts | None:
-    if hi <= lo:
+    """``rec`` over ``[lo, hi)`` from what ``device_windows`` read for that window."""
+    if hi <= lo or stored is None:
         return None
     price = pricing.gpu_price(rec.name)
-    lo_ms, hi_ms = math.floor(lo * 1000), math.ceil(hi * 1000)
-    bucket = max(1, (hi_ms - lo_ms) // MAX_POINTS)
-    # Process samples: memory held on the GPU and the CPU its processes use, per sample time
-    # (averaged per bucket when the window holds more than MAX_POINTS samples).
-    held = read_rows(
-        store,
-        "SELECT t, sum(m) * 1.0 / count(DISTINCT ts) FROM (SELECT (ts / ?) * ? AS t, ts,"
-        " gpu_mem AS m FROM gpu_process_samples WHERE device_id = ? AND ts >= ? AND ts < ?)"
-        " GROUP BY t ORDER BY t",
-        (bucket, bucket, rec.id, lo_ms, hi_ms),
-    )
-    cpu = read_rows(
-        store,
-        "SELECT t, sum(c) * 1.0 / count(DISTINCT ts) FROM (SELECT (p.ts / ?) * ? AS t, p.ts,"
-        " p.cpu_pct AS c FROM process_samples p WHERE p.ts >= ? AND p.ts < ? AND p.proc_id IN"
-        " (SELECT DISTINCT proc_id FROM gpu_process_samples WHERE device_id = ?"
-        " AND ts >= ? AND ts < ?)) GROUP BY t ORDER BY t",
-        (bucket, bucket, lo_ms, hi_ms, rec.id, lo_ms, hi_ms),
-    )
-    usage = [u for u in (usage_of or _Usage(store)).get(lo, hi) if u.uuid == rec.uuid]
-    gpu_util = _series(store, rec, "gpu_util", lo, hi, peak=False)
+    usage = [u for u in usage_of.get(lo, hi) if u.uuid == rec.uuid]
+    series = stored.series
+    gpu_util = _series(series["gpu_util"], peak=False)
     n = len(gpu_util)
     first = gpu_util.ts[0] if n else lo
     step = (gpu_util.ts[-1] - first) / (n - 1) if n > 1 else 0.0
@@ -167,17 +167,19 @@ def device_facts(
         start=first,
         end=first + step * n,  # each point stands for one step of time
         gpu_util=gpu_util,
-        mem_util=_series(store, rec, "mem_util", lo, hi, peak=False),
-        mem_used=_series(store, rec, "mem_used", lo, hi, peak=True),
-        power_w=_series(store, rec, "power_w", lo, hi, peak=False),
-        held_mem=_bucketed(held),
-        proc_cpu=_bucketed(cpu),
+        mem_util=_series(series["mem_util"], peak=False),
+        mem_used=_series(series["mem_used"], peak=True),
+        power_w=_series(series["power_w"], peak=False),
+        # Memory held by the GPU's processes and the CPU they use, averaged per bucket.
+        held_mem=_pairs(stored.held_mem),
+        proc_cpu=_pairs(stored.proc_cpu),
         energy_kwh=usage[0].energy_j / J_PER_KWH if usage else 0.0,
     )
 
 
 class _Usage:
-    """``store.device_usage`` (every device at once) once per window, not once per device."""
+    """``store.device_usage`` (every device at once) once per window, not once per device;
+    whole minutes and hours summed from the rollups (``coarse``: the same totals)."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -185,7 +187,7 @@ class _Usage:
 
     def get(self, lo: float, hi: float) -> list[DeviceUsage]:
         if (lo, hi) not in self.windows:
-            self.windows[(lo, hi)] = self.store.device_usage(lo, hi)
+            self.windows[(lo, hi)] = self.store.device_usage(lo, hi, coarse=True)
         return self.windows[(lo, hi)]
 
 
@@ -195,18 +197,19 @@ def _run_facts(
     records: dict[tuple[str, int], DeviceRecord],
     pricing: Pricing,
     lo: float,
+    hi: float,
+    gpus: tuple[int, ...],
     end: float,
     usage: _Usage,
+    stored: dict[tuple[int, float, float], DeviceWindow],
 ) -> RunFacts:
     host = row.node or row.host or ""
-    hi = min(end, row.ended) if row.ended is not None else end
-    gpus = tuple(row.gpus)
-    if not gpus:  # placed on none: the GPUs its processes showed up on
-        gpus = tuple(d.index for d in store.runs().samples(row, hi).devices)
     devices = []
     for idx in gpus:
         rec = records.get((host, idx))
-        dev = device_facts(store, rec, pricing, lo, hi, usage) if rec is not None else None
+        if rec is None:
+            continue
+        dev = device_facts(rec, pricing, lo, hi, usage, stored.get((rec.id, lo, hi)))
         if dev is not None:
             devices.append(dev)
     budget = row.spec.get("budget")

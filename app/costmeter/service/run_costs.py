@@ -27,6 +27,7 @@ from costmeter.cost.run_cost import (
     price_run,
 )
 from costmeter.runs.commands import command_key
+from costmeter.store import Store
 from costmeter.store.runs import RunRow, RunSamples, RunStore
 
 
@@ -75,6 +76,14 @@ def estimate_for(
     command (same normalised argv and GPU count)."""
     costs = store.past_costs(command_key(argv, gpus), currency=pricing.currency, limit=limit)
     return estimate_cost(costs, pricing.currency)
+
+
+def launch_estimates(
+    store: Store, argvs: Sequence[Sequence[str]], gpus: int, pricing: Pricing
+) -> list[Estimate]:
+    """``estimate_for`` each command of a launch form (one per sweep point)."""
+    runs = store.runs()
+    return [estimate_for(runs, argv, gpus, pricing) for argv in argvs]
 
 
 def estimate_run_cost(

@@ -86,3 +86,20 @@ def reconcile_stale_runs(
         if runs.mark_lost(run.id, ended=ended, message=LOST_MESSAGE):
             lost.append(run.id)
     return lost
+
+
+def reconcile_at_start(
+    runs: RunStore, *, host: str | None = None, say: Callable[[str], None] | None = None
+) -> list[int]:
+    """``reconcile_stale_runs`` where runs are managed (a run service starting), telling ``say``
+    which runs were marked lost. Never raises: runs still start when this housekeeping fails."""
+    try:
+        lost = reconcile_stale_runs(runs, host=host)
+    except Exception as exc:  # sqlite3's errors may only be named in costmeter.store
+        if say is not None:
+            say(f"Runs left running by a Costmeter that stopped could not be checked: {exc}.")
+        return []
+    if lost and say is not None:
+        ids = ", ".join(str(i) for i in lost)
+        say(f"Run(s) {ids} had no process left since Costmeter stopped: now marked lost.")
+    return lost

@@ -99,7 +99,8 @@ class SimulatedRuns:
 
 
 def spec_dict(spec: RunSpec) -> dict[str, object]:
-    d = dataclasses.asdict(spec)
+    # Its fields are plain values (no nested dataclass), so no deep copy (``asdict``) is needed.
+    d = {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)}
     d["argv"] = list(spec.argv)
     d["env"] = dict(spec.env)
     d["tags"] = dict(spec.tags)

@@ -44,6 +44,7 @@ from costmeter.plugin_api import (
 from costmeter.runs.commands import command_key, default_name
 from costmeter.runs.events import EventKind, Listener, RunEvent, RunInfo
 from costmeter.runs.queue import RunQueue
+from costmeter.runs.scheduler import GpuPool
 from costmeter.service.monitor import Monitor
 from costmeter.service.run_costs import (
     LiveRun,
@@ -53,6 +54,7 @@ from costmeter.service.run_costs import (
     live_figures,
 )
 from costmeter.service.run_nodes import RunNodes
+from costmeter.service.run_reconcile import reconcile_at_start
 from costmeter.service.run_support import (
     CpuTracker,
     SimulatedRuns,
@@ -75,6 +77,9 @@ class RunServiceOptions:
     monitor: Monitor | None = None
     #: GPUs Costmeter may place runs on (default: the monitor's devices, else none).
     gpu_count: int | None = None
+    #: The machine's GPUs when other services place runs on them too (``RunSession``); its
+    #: own count and runs per GPU then apply.
+    gpu_pool: GpuPool | None = None
     max_parallel: int = 1
     per_gpu: int = 1
     stop_on_failure: bool = False
@@ -119,6 +124,9 @@ class RunService:
         self.hostname = (
             mon.host_info.hostname if mon is not None and mon.host_info else socket.gethostname()
         )
+        # Runs a Costmeter that stopped left "running" are marked lost where runs are managed
+        # (advice only reads): once, as the service starts.
+        self.reconciled = reconcile_at_start(self.store, say=options.on_message)
         gpu_count = options.gpu_count
         if gpu_count is None:
             gpu_count = len(mon.devices) if mon is not None else 0
@@ -158,6 +166,7 @@ class RunService:
             grace_s=options.grace_s,
             stream_logs=options.stream_logs,
             check=self._check,
+            pool=options.gpu_pool,
         )
         self.queue.subscribe(self._on_event)
 

@@ -1,5 +1,13 @@
 """SQLite history: schema and migrations, a batched writer, rollups, retention and queries."""
 
+from costmeter.store.advice_queries import (
+    AdviceState,
+    DeviceWindow,
+    advice_states,
+    clear_advice_state,
+    device_windows,
+    set_advice_state,
+)
 from costmeter.store.database import default_db_path, open_database
 from costmeter.store.lock import RecorderLock
 from costmeter.store.queries import DEVICE_SERIES, HOST_SERIES, Series
@@ -13,8 +21,10 @@ __all__ = [
     "HOST_SERIES",
     "MIGRATIONS",
     "SCHEMA_VERSION",
+    "AdviceState",
     "Cutoffs",
     "DeviceRecord",
+    "DeviceWindow",
     "HostRecord",
     "RecorderLock",
     "RetentionPolicy",
@@ -22,8 +32,12 @@ __all__ = [
     "Store",
     "Writer",
     "WriterStats",
+    "advice_states",
     "apply_retention",
+    "clear_advice_state",
     "default_db_path",
+    "device_windows",
     "migrate",
     "open_database",
+    "set_advice_state",
 ]

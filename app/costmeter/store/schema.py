@@ -307,6 +307,8 @@ def migrate(
             f"only knows up to version {len(steps)}. Upgrade Costmeter, or pass --db to use "
             "another file."
         )
+    if before == len(steps):
+        return before  # up to date: nothing to import (sqlite-utils costs ~0.2-0.4 s) or write
     import sqlite_utils  # imported on use: it costs ~0.4 s, off the app's start-up path
 
     db = sqlite_utils.Database(conn, execute_plugins=False)

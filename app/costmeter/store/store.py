@@ -11,10 +11,11 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from costmeter.core.model import DeviceUsage, HostUsage
 from costmeter.store import queries, usage
@@ -74,9 +75,6 @@ class Store:
         #: never moves a file aside, so it is None unless a caller passes one).
         self.notice = notice
         self._conn = conn
-        import sqlite_utils  # imported on use, off the desktop app's start-up path
-
-        self._db = sqlite_utils.Database(conn, execute_plugins=False)
         self._mutex = threading.RLock()
         self._runs: RunStore | None = None
 
@@ -113,6 +111,19 @@ class Store:
     def __enter__(self) -> Store:
         return self
 
+    @property
+    def _db(self) -> Any:
+        """sqlite-utils over this connection, for the admin writes that use it; imported on
+        first use (~0.2 s), so readers and the desktop app's start-up never pay for it."""
+        import sqlite_utils
+
+        return sqlite_utils.Database(self._conn, execute_plugins=False)
+
+    def _dicts(self, sql: str, params: Sequence[object] = ()) -> list[dict[str, Any]]:
+        cur = self._conn.execute(sql, tuple(params))
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
     def runs(self) -> RunStore:
         """The run rows, read through this store's connection (and under its lock)."""
         with self._mutex:
@@ -137,7 +148,7 @@ class Store:
 
     def hosts(self) -> list[HostRecord]:
         with self._using():
-            rows = self._db.query(
+            rows = self._dicts(
                 "SELECT id, hostname, cpu_count, cpu_model, memory_total, physical_cores,"
                 " first_seen, last_seen FROM hosts ORDER BY hostname"
             )
@@ -155,7 +166,7 @@ class Store:
             sql += " WHERE h.hostname = ?"
             params.append(host)
         with self._using():
-            rows = list(self._db.query(sql + " ORDER BY h.hostname, d.idx", params))
+            rows = self._dicts(sql + " ORDER BY h.hostname, d.idx", params)
         out = []
         for r in rows:
             r["name"] = r["name"] or ""
@@ -190,13 +201,15 @@ class Store:
                 self._conn, "host", host_id, metric, start, end, max_points, self._cutoffs()
             )
 
-    def device_usage(self, start: float, end: float) -> list[DeviceUsage]:
+    def device_usage(self, start: float, end: float, *, coarse: bool = False) -> list[DeviceUsage]:
+        """``coarse``: sum whole hours and minutes from the rollups (same totals, far fewer
+        rows read over long ranges; see ``store.usage``)."""
         with self._using():
-            return usage.device_usage(self._conn, start, end, self._cutoffs())
+            return usage.device_usage(self._conn, start, end, self._cutoffs(), coarse)
 
-    def host_usage(self, start: float, end: float) -> list[HostUsage]:
+    def host_usage(self, start: float, end: float, *, coarse: bool = False) -> list[HostUsage]:
         with self._using():
-            return usage.host_usage(self._conn, start, end, self._cutoffs())
+            return usage.host_usage(self._conn, start, end, self._cutoffs(), coarse)
 
     def time_range(self) -> tuple[float, float] | None:
         """First and last sample time over every resolution, or None for an empty store."""
@@ -219,9 +232,12 @@ class Store:
         first: int | None = None
         last: int | None = None
         for src, width in (("samples", 1), ("rollup_1m", MINUTE_MS), ("rollup_1h", HOUR_MS)):
-            # min/max for one id use the (id, ts) primary key: no table scan.
+            # min and max apart, each one step down the (id, ts) primary key (SQLite scans
+            # every row of the id for both in one SELECT).
             lo, hi = self._conn.execute(
-                f"SELECT min(ts), max(ts) FROM {kind}_{src} WHERE {kind}_id = ?", (obj_id,)
+                f"SELECT (SELECT min(ts) FROM {kind}_{src} WHERE {kind}_id = :id),"
+                f" (SELECT max(ts) FROM {kind}_{src} WHERE {kind}_id = :id)",
+                {"id": obj_id},
             ).fetchone()
             if lo is None:
                 continue

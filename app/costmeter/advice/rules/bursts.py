@@ -59,11 +59,18 @@ def group_load(devs: Sequence[DeviceFacts]) -> GroupLoad:
     bucket = max([60.0] + [step_s(d.gpu_util) for d in devs])
     sums: dict[float, float] = defaultdict(float)
     present: dict[float, int] = defaultdict(int)
+    floor = math.floor
     for d in devs:
+        known = [(t, v) for t, v in zip(d.gpu_util.ts, d.gpu_util.values, strict=True) if v == v]
+        keys = [floor(t / bucket) * bucket for t, _v in known]
+        if len(set(keys)) == len(keys):  # one sample per bucket: it is the bucket's mean
+            for key, (_t, v) in zip(keys, known, strict=True):
+                sums[key] += v
+                present[key] += 1
+            continue
         per: dict[float, list[float]] = defaultdict(list)
-        for ts, v in zip(d.gpu_util.ts, d.gpu_util.values, strict=True):
-            if not math.isnan(v):
-                per[math.floor(ts / bucket) * bucket].append(v)
+        for key, (_t, v) in zip(keys, known, strict=True):
+            per[key].append(v)
         for key, vals in per.items():
             sums[key] += math.fsum(vals) / len(vals)
             present[key] += 1

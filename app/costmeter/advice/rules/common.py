@@ -10,7 +10,14 @@ from dataclasses import dataclass
 from costmeter.advice.facts import AdviceFacts, DeviceFacts, RunFacts, Series
 from costmeter.advice.gpu_memory import reserved_estimate
 from costmeter.advice.model import Target
-from costmeter.advice.stats import gib, percentile, share, step_s, stretches
+from costmeter.advice.stats import (
+    gib,
+    known_percentile,
+    percentile,
+    step_s,
+    stretches_of,
+    within,
+)
 from costmeter.advice.thresholds import Thresholds
 
 #: How "held" memory was measured, for the card's evidence line (short: it sits in a column).
@@ -78,8 +85,17 @@ def held_series(dev: DeviceFacts) -> Series:
     reserved = dev.memory_reserved
     if reserved is None:
         reserved = reserved_estimate(dev.memory_total, dev.name)
-    values = tuple(v if math.isnan(v) else max(0.0, v - reserved) for v in dev.mem_used.values)
-    return Series(dev.mem_used.ts, values)
+    used = dev.mem_used
+
+    def compute() -> Series:
+        # max(0.0, v - reserved), unknown (NaN) kept: NaN is the one value unequal to itself.
+        values = tuple(
+            [(v - reserved if v - reserved > 0.0 else 0.0) if v == v else v for v in used.values]
+        )
+        return Series(used.ts, values)
+
+    # One Series per reserve, so what is worked out from it is kept too (see Series.cached).
+    return used.cached(("held", reserved), compute)
 
 
 def held_basis(dev: DeviceFacts) -> str:
@@ -92,18 +108,14 @@ def held_basis(dev: DeviceFacts) -> str:
 
 def held_gib(dev: DeviceFacts) -> float:
     """Median memory held, GiB (0 when nothing was sampled)."""
-    values = held_series(dev).known()
-    return gib(percentile(values, 50)) if values else 0.0
+    held = held_series(dev)
+    return gib(known_percentile(held, 50)) if held.known() else 0.0
 
 
 def held_between(dev: DeviceFacts, spans: list[tuple[float, float]]) -> float:
     """Median memory held (GiB) during ``spans`` (0 when nothing was sampled then)."""
     s = held_series(dev)
-    vals = [
-        v
-        for ts, v in zip(s.ts, s.values, strict=True)
-        if not math.isnan(v) and any(a <= ts < b for a, b in spans)
-    ]
+    vals = [v for v, inside in zip(s.values, within(s.ts, spans), strict=True) if inside and v == v]
     return gib(percentile(vals, 50)) if vals else 0.0
 
 
@@ -126,11 +138,22 @@ def peak_mem_pct(dev: DeviceFacts) -> float | None:
 
 def busy_share(dev: DeviceFacts, t: Thresholds) -> float:
     """Share of the utilisation samples at or above ``idle_util_pct``."""
-    return share(dev.gpu_util.known(), lambda v: v >= t.idle_util_pct)
+    cut = t.idle_util_pct
+
+    def compute() -> float:  # ``share`` with the test inlined: one comparison per sample
+        data = dev.gpu_util.known()
+        return sum([v >= cut for v in data]) / len(data) if data else 0.0
+
+    return dev.gpu_util.cached(("busy_share", cut), compute)
 
 
 def quiet_stretches(dev: DeviceFacts, t: Thresholds) -> list[tuple[float, float]]:
-    return stretches(dev.gpu_util, lambda v: v < t.idle_util_pct)
+    cut = t.idle_util_pct
+    util = dev.gpu_util
+    quiet = util.cached(
+        ("quiet", cut), lambda: tuple(stretches_of(util, [v < cut for v in util.values]))
+    )
+    return list(quiet)
 
 
 def did_nothing(dev: DeviceFacts, t: Thresholds) -> bool:

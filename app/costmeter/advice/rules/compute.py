@@ -31,7 +31,8 @@ from costmeter.advice.thresholds import Thresholds
 GIB = 1024**3
 
 
-def _util_series(s: Subject, threshold: float) -> tuple[EvidenceSeries, ...]:
+def util_series(s: Subject, threshold: float) -> tuple[EvidenceSeries, ...]:
+    """The evidence of the utilisation rules: utilisation with its threshold, and memory held."""
     return (
         evidence_series("GPU utilisation", "%", s.dev.gpu_util, threshold=threshold),
         evidence_series("Memory held", "GiB", held_series(s.dev), scale=1 / GIB),
@@ -89,7 +90,7 @@ def underused_gpu(facts: AdviceFacts, t: Thresholds) -> list[Recommendation]:
                         "k": float(k),
                         **({"copies_fit": float(fit)} if fit is not None else {}),
                     },
-                    series=_util_series(s, t.underused_p95_pct),
+                    series=util_series(s, t.underused_p95_pct),
                 ),
                 savings=savings,
                 confidence=confidence(

@@ -10,45 +10,37 @@ from __future__ import annotations
 import math
 
 from costmeter.advice.facts import AdviceFacts, DeviceFacts
-from costmeter.advice.model import Action, Evidence, EvidenceSeries, Recommendation
+from costmeter.advice.model import Action, Evidence, Recommendation
 from costmeter.advice.rules.common import (
-    Subject,
     busy_share,
     did_nothing,
     held_basis,
     held_between,
-    held_series,
     kept_span,
     quiet_stretches,
     subjects,
 )
+from costmeter.advice.rules.compute import util_series
 from costmeter.advice.savings import device_savings, one_off
 from costmeter.advice.stats import (
     confidence,
     enough,
-    evidence_series,
     fmt_minutes,
     fmt_pct,
     mean,
+    within,
 )
 from costmeter.advice.thresholds import Thresholds
 
 GIB = 1024**3
 
 
-def _series(s: Subject, t: Thresholds) -> tuple[EvidenceSeries, ...]:
-    return (
-        evidence_series("GPU utilisation", "%", s.dev.gpu_util, threshold=t.idle_util_pct),
-        evidence_series("Memory held", "GiB", held_series(s.dev), scale=1 / GIB),
-    )
-
-
 def _power_during(dev: DeviceFacts, spans: list[tuple[float, float]]) -> float:
     watts = mean(
         [
             v
-            for ts, v in zip(dev.power_w.ts, dev.power_w.values, strict=True)
-            if any(a <= ts < b for a, b in spans)
+            for v, inside in zip(dev.power_w.values, within(dev.power_w.ts, spans), strict=True)
+            if inside
         ]
     )
     return 0.0 if math.isnan(watts) else watts
@@ -106,7 +98,7 @@ def idle_gpu(facts: AdviceFacts, t: Thresholds) -> list[Recommendation]:
                         "held_gib": held,
                         "idle_power_w": watts,
                     },
-                    series=_series(s, t),
+                    series=util_series(s, t.idle_util_pct),
                 ),
                 savings=savings,
                 confidence=confidence(idle_s, min(1.0, 0.5 + idle_share), t),
@@ -180,7 +172,7 @@ def kept_allocation(facts: AdviceFacts, t: Thresholds) -> list[Recommendation]:
                         "held_gib": held,
                         "idle_power_w": watts,
                     },
-                    series=_series(s, t),
+                    series=util_series(s, t.idle_util_pct),
                 ),
                 savings=savings,
                 confidence=confidence(kept_s, 1.0, t),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from costmeter.advice.facts import AdviceFacts, DeviceFacts, GpuOption
 from costmeter.advice.model import Action, Evidence, Recommendation, Savings
 from costmeter.advice.rules.common import in_use, peak_mem_pct, subjects
@@ -16,7 +14,7 @@ from costmeter.advice.stats import (
     fmt_pct,
     gib,
     share,
-    stretches,
+    stretches_of,
 )
 from costmeter.advice.thresholds import Thresholds
 
@@ -109,10 +107,6 @@ def memory_headroom(facts: AdviceFacts, t: Thresholds) -> list[Recommendation]:
     return out
 
 
-def above(limit: float) -> Callable[[float], bool]:
-    return lambda v: v >= limit
-
-
 def memory_pressure(facts: AdviceFacts, t: Thresholds) -> list[Recommendation]:
     """Memory above ``pressure_mem_pct`` for ``pressure_minutes``, or a run that died out of
     memory. Savings: the GPU-hours of runs lost to out-of-memory (to be run again)."""
@@ -127,7 +121,7 @@ def memory_pressure(facts: AdviceFacts, t: Thresholds) -> list[Recommendation]:
         limit = dev.memory_total * t.pressure_mem_pct / 100.0
         full = [
             (a, b)
-            for a, b in stretches(dev.mem_used, above(limit))
+            for a, b in stretches_of(dev.mem_used, [v >= limit for v in dev.mem_used.values])
             if b - a >= t.pressure_minutes * 60.0
         ]
         if not full and not oom:

@@ -27,8 +27,8 @@ from costmeter.core.units import format_duration
 from costmeter.cost.run_cost import format_cost
 from costmeter.gui.models.headers import header_data
 from costmeter.runs.events import RunInfo
+from costmeter.service.reading import UNFINISHED, RunRow
 from costmeter.service.run_costs import LiveRun
-from costmeter.store.runs import UNFINISHED, RunRow
 
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 ModelIndex = QModelIndex | QPersistentModelIndex

@@ -36,7 +36,7 @@ from costmeter.gui.tasks import alive
 from costmeter.gui.widgets.advice_card import AdviceCard, format_savings_money
 from costmeter.gui.widgets.banner import Banner
 from costmeter.service import advice as advice_service
-from costmeter.store import Store
+from costmeter.service.reading import Store
 
 SHOW_DISMISSED_SETTING = "advice/show_dismissed"
 #: What each rule looks for, for the "nothing needs changing" sentence.

@@ -42,8 +42,7 @@ from costmeter.gui.widgets.history_controls import HistoryControls
 from costmeter.gui.widgets.history_cost import CostPanel
 from costmeter.gui.widgets.history_plot import HistoryPlot
 from costmeter.service.export import write_series
-from costmeter.store import Store
-from costmeter.store.queries import Series
+from costmeter.service.reading import Series, Store
 
 T = TypeVar("T")
 

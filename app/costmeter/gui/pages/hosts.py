@@ -29,7 +29,6 @@ from PySide6.QtWidgets import (
 
 from costmeter.config import Config
 from costmeter.gui.context import AppContext
-from costmeter.gui.host_edit import remove, save_draft, set_enabled
 from costmeter.gui.host_status import (
     BACKFILLING,
     CONNECTED,
@@ -48,8 +47,9 @@ from costmeter.gui.host_status import (
 from costmeter.gui.pages.base import Page
 from costmeter.gui.tasks import TaskRunner, alive
 from costmeter.gui.widgets.host_dialog import HostDialog
+from costmeter.service.host_edit import remove, save_draft, set_enabled
+from costmeter.service.reading import Store
 from costmeter.service.tokens import default_token_dir, keyring_available
-from costmeter.store import Store
 
 COLUMNS = ("Host", "URL", "Kind", "State", "Last contact", "Lag", "Newest sample", "Error")
 COL_STATE = 3

@@ -39,7 +39,7 @@ from costmeter.gui.models.process_model import (
 from costmeter.gui.models.selection import select_first, selected_source_row
 from costmeter.gui.pages.base import Page
 from costmeter.service.processes import refusal, terminate
-from costmeter.store import Store
+from costmeter.service.reading import Store, unfinished_run_names
 
 #: The runs other Costmeter processes launched are read from the database this often.
 RUN_NAMES_EVERY_S = 5.0
@@ -153,7 +153,7 @@ class ProcessesPage(Page):
             self._db_runs_read = time.monotonic()
 
             def job(store: Store) -> dict[int, str]:
-                return {pid: r.name for r in store.runs().unfinished() for pid in r.pids}
+                return unfinished_run_names(store)
 
             self.ctx.reader.submit("process-run-names", job, self._got_run_names)
         names = dict(self._db_runs)

@@ -40,14 +40,13 @@ from costmeter.gui.models.run_model import (
 from costmeter.gui.models.selection import select_first, selected_source_row
 from costmeter.gui.pages.base import Page
 from costmeter.gui.run_manager import GRACE_S, Launched, RunManager
-from costmeter.gui.run_services import load_runs
 from costmeter.gui.tasks import alive
 from costmeter.gui.widgets.launch_dialog import LaunchDialog
 from costmeter.gui.widgets.log_view import LogView
 from costmeter.runs.events import EventKind, RunEvent
+from costmeter.service.reading import RunRow, Store
 from costmeter.service.run_costs import LiveRun
-from costmeter.store import Store
-from costmeter.store.runs import RunRow
+from costmeter.service.run_listing import load_runs
 
 #: Runs read from the database (newest first).
 ROW_LIMIT = 500

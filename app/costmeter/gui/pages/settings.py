@@ -39,26 +39,28 @@ from costmeter.core.errors import ConfigError
 from costmeter.cost.pricing import load_default_pricing
 from costmeter.gui.context import AppContext
 from costmeter.gui.pages.base import Page
-from costmeter.gui.pages.settings_form import (
+from costmeter.gui.widgets.form_field import HINT_STYLE, FormField, line_edit, section
+from costmeter.gui.widgets.price_table import PriceTable
+from costmeter.service.form_text import number_text
+from costmeter.service.reading import default_db_path
+from costmeter.service.settings_form import (
     FIELDS,
-    MESSAGE_STYLES,
     MONEY_UNITS,
-    THEME_KEY,
-    TWO_COLUMNS_FROM,
     build_config,
     cost_defaults,
     in_words,
     what_applies,
 )
-from costmeter.gui.widgets.form_field import (
-    HINT_STYLE,
-    FormField,
-    line_edit,
-    number_text,
-    section,
-)
-from costmeter.gui.widgets.price_table import PriceTable
-from costmeter.store import default_db_path
+
+#: The message at the top of the page: a refusal, or what was saved.
+MESSAGE_STYLES = {
+    "error": "background:#fee2e2; color:#7f1d1d; border-radius:6px; padding:8px;",
+    "ok": "background:#dcfce7; color:#14532d; border-radius:6px; padding:8px;",
+}
+#: The QSettings key of the theme preference.
+THEME_KEY = "appearance/theme"
+#: Below this page width the sections stand in one column.
+TWO_COLUMNS_FROM = 900
 
 
 class SettingsPage(Page):

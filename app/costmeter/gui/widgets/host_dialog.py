@@ -28,9 +28,9 @@ from PySide6.QtWidgets import (
 
 from costmeter.config import HOST_KINDS, RemoteHostConfig
 from costmeter.config_writer import host_name_problem
-from costmeter.gui.host_edit import HostDraft, where_stored
-from costmeter.gui.host_probe import probe
 from costmeter.gui.tasks import TaskRunner, alive
+from costmeter.service.host_edit import HostDraft, where_stored
+from costmeter.service.remote.probe import probe
 from costmeter.service.tokens import resolve_token
 
 UNCHANGED = "•••• (unchanged)"

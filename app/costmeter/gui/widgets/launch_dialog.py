@@ -3,7 +3,7 @@
 Everything slow happens elsewhere: backends are probed by the run manager on a worker thread
 (failed ones are listed, disabled, with their error as tooltip) and the estimate from past runs
 is read on the store reader's thread, a moment after the command stops changing. What the
-fields mean is decided by ``costmeter.gui.run_launch``; a refusal is shown in the dialog.
+fields mean is decided by ``costmeter.service.run_launch``; a refusal is shown in the dialog.
 """
 
 from __future__ import annotations
@@ -32,7 +32,14 @@ from PySide6.QtWidgets import (
 
 from costmeter.cost.run_cost import Estimate, format_cost
 from costmeter.gui.context import AppContext
-from costmeter.gui.run_launch import (
+from costmeter.gui.run_manager import BackendChoice, RunManager
+from costmeter.gui.tasks import alive
+from costmeter.gui.widgets.form_field import ERROR_STYLE, HINT_STYLE
+from costmeter.runs.commands import default_name
+from costmeter.sampling.simulated.profiles import PROFILES
+from costmeter.service.reading import Store
+from costmeter.service.run_costs import launch_estimates
+from costmeter.service.run_launch import (
     LaunchError,
     LaunchForm,
     LaunchRequest,
@@ -40,13 +47,6 @@ from costmeter.gui.run_launch import (
     plan,
     split_command,
 )
-from costmeter.gui.run_manager import BackendChoice, RunManager
-from costmeter.gui.tasks import alive
-from costmeter.gui.widgets.form_field import ERROR_STYLE, HINT_STYLE
-from costmeter.runs.commands import default_name
-from costmeter.sampling.simulated.profiles import PROFILES
-from costmeter.service.run_costs import estimate_for
-from costmeter.store import Store
 
 #: The estimate is read this long after the last change to the command.
 ESTIMATE_DEBOUNCE_MS = 350
@@ -327,8 +327,7 @@ class LaunchDialog(QDialog):
         seq = self._estimate_seq
 
         def job(store: Store) -> list[Estimate]:
-            runs = store.runs()
-            return [estimate_for(runs, argv, gpus, pricing) for argv in argvs]
+            return launch_estimates(store, argvs, gpus, pricing)
 
         def done(estimates: list[Estimate]) -> None:
             if alive(self) and seq == self._estimate_seq:

@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from costmeter.cost.pricing import PriceRow, load_default_pricing, make_row
-from costmeter.gui.widgets.form_field import FieldError, number_text, parse_number, split_patterns
+from costmeter.service.form_text import FieldError, number_text, parse_number, split_patterns
 
 COLUMNS = (
     "Model",

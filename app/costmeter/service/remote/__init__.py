@@ -3,5 +3,6 @@
 from costmeter.service.remote.collector import RemoteCollector
 from costmeter.service.remote.status import HostStatus
 from costmeter.service.remote.status_db import read_statuses
+from costmeter.store.remote_status import RemoteHostRow, read_remote_hosts
 
-__all__ = ["HostStatus", "RemoteCollector", "read_statuses"]
+__all__ = ["HostStatus", "RemoteCollector", "RemoteHostRow", "read_remote_hosts", "read_statuses"]

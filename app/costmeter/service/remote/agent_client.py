@@ -45,9 +45,10 @@ class AgentClient:
         query = {"limit": str(limit)}
         if since is not None:
             query["since"] = repr(float(since))
-        obj = self._json(f"/v1/samples?{urllib.parse.urlencode(query)}", MAX_PAGE_BYTES)
+        url = f"{self.url}/v1/samples?{urllib.parse.urlencode(query)}"
+        body = self._fetcher.get(url, max_bytes=MAX_PAGE_BYTES, accept="application/json")
         try:
-            page = wire.decode_samples_page(obj)
+            page = wire.read_samples_page(body, max_bytes=MAX_PAGE_BYTES)
         except wire.WireError as err:
             raise self._invalid(err) from None
         if since is not None and page.ticks and page.ticks[0].ts <= since:

@@ -27,9 +27,17 @@ PROTOCOL = "protocol"
 
 
 class RemoteError(CostmeterError):
-    def __init__(self, message: str, kind: str) -> None:
+    """``status``: the HTTP status when the host answered one; ``cause``: what failed below
+    (a socket or TLS error), so a caller can put the failure in its own words."""
+
+    def __init__(
+        self, message: str, kind: str, *, status: int | None = None, cause: object = None
+    ) -> None:
         super().__init__(message)
         self.kind = kind
+        self.status = status
+        # Without its traceback: a kept error must not keep the failed request's frames alive.
+        self.cause = cause.with_traceback(None) if isinstance(cause, BaseException) else cause
 
 
 def check_url(url: str) -> str:
@@ -106,9 +114,13 @@ class Fetcher:
                     f"{where} refused the token (HTTP {err.code}): check the token file "
                     "given for this host.",
                     AUTH,
+                    status=err.code,
                 ) from None
             raise RemoteError(
-                f"{where} answered HTTP {err.code} ({err.reason}) for {_path(url)}.", PROTOCOL
+                f"{where} answered HTTP {err.code} ({err.reason}) for {_path(url)}.",
+                PROTOCOL,
+                status=err.code,
+                cause=err.reason,
             ) from None
         except urllib.error.URLError as err:
             if isinstance(err.reason, ssl.SSLCertVerificationError):
@@ -117,16 +129,19 @@ class Fetcher:
                     f"({err.reason.verify_message}); if it is signed by your own CA, point "
                     "SSL_CERT_FILE at that CA's certificate.",
                     PROTOCOL,
+                    cause=err.reason,
                 ) from None
             raise RemoteError(
-                f"{where} is unreachable ({_reason(err.reason)}).", UNREACHABLE
+                f"{where} is unreachable ({_reason(err.reason)}).", UNREACHABLE, cause=err.reason
             ) from None
-        except TimeoutError:
+        except TimeoutError as err:
             raise RemoteError(
-                f"{where} did not answer within {self.timeout_s:g} s.", UNREACHABLE
+                f"{where} did not answer within {self.timeout_s:g} s.", UNREACHABLE, cause=err
             ) from None
         except (ConnectionError, http.client.HTTPException, OSError) as err:
-            raise RemoteError(f"{where} is unreachable ({_reason(err)}).", UNREACHABLE) from None
+            raise RemoteError(
+                f"{where} is unreachable ({_reason(err)}).", UNREACHABLE, cause=err
+            ) from None
         if len(body) > max_bytes:
             raise RemoteError(
                 f"{where} sent more than the {max_bytes} bytes this client reads.", PROTOCOL

@@ -6,38 +6,27 @@ state changes), on a connection of its own, so sampling never waits on the disk.
 
 Rows are keyed by the source's URL (schema migration 4): two sources that report one host
 name (two exporters of one machine given apart, or two agents named alike) keep a row each,
-so the one that is refused shows as refused instead of overwriting the other.
+so the one that is refused shows as refused instead of overwriting the other. The SQL lives in
+``costmeter.store.remote_status``; this module adds the batching thread and the retries.
 """
 
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from costmeter.core.errors import StoreError
 from costmeter.service.remote.status import STATES, HostStatus
-from costmeter.store.database import connect
+from costmeter.store import remote_status
+from costmeter.store.remote_status import RemoteHostRow, RemoteStatusWriter, XidEvent
 
 log = logging.getLogger(__name__)
 
 #: An XID for a device the writer has not registered yet is retried this many flushes.
 EVENT_TRIES = 30
-
-_UPSERT = (
-    "INSERT INTO remote_hosts (name, url, kind, state, last_contact, newest_sample,"
-    " last_error, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT(url) DO UPDATE SET name = excluded.name, kind = excluded.kind,"
-    " state = excluded.state, last_contact = coalesce(excluded.last_contact, last_contact),"
-    " newest_sample = coalesce(excluded.newest_sample, newest_sample),"
-    " last_error = excluded.last_error, updated = excluded.updated"
-)
-_EVENT = (
-    "INSERT OR IGNORE INTO device_events (device_id, ts, kind, value)"
-    " SELECT id, ?, 'xid', ? FROM devices WHERE uuid = ?"
-)
 
 
 class StatusTable:
@@ -99,7 +88,7 @@ class StatusTable:
             self._cond.notify_all()
 
     def _run(self) -> None:
-        conn: sqlite3.Connection | None = None
+        conn: RemoteStatusWriter | None = None
         last = 0.0
         try:
             while True:
@@ -129,51 +118,43 @@ class StatusTable:
             if conn is not None:
                 conn.close()
 
-    def _connect(self) -> sqlite3.Connection | None:
+    def _connect(self) -> RemoteStatusWriter | None:
         try:
-            return connect(self.db_path)
-        except (sqlite3.Error, OSError) as err:
+            return RemoteStatusWriter(self.db_path)
+        except StoreError as err:
             self._report(f"the remote hosts' status could not be saved in {self.db_path}: {err}")
             return None
 
     def _write(
         self,
-        conn: sqlite3.Connection,
+        conn: RemoteStatusWriter,
         statuses: list[HostStatus],
         forget: list[str],
         events: list[tuple[int, int, str, int]],
     ) -> None:
         now = time.time()
-        retry: list[tuple[int, int, str, int]] = []
+        rows = [
+            RemoteHostRow(s.name, s.url, s.kind, s.state, s.last_contact, s.newest_sample,
+                          s.error, now)
+            for s in statuses
+        ]  # fmt: skip
+        tries = {(ms, code, uuid): left for ms, code, uuid, left in events}
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                for url in forget:
-                    conn.execute("DELETE FROM remote_hosts WHERE url = ?", (url,))
-                conn.executemany(
-                    _UPSERT,
-                    [
-                        (s.name, s.url, s.kind, s.state, s.last_contact, s.newest_sample,
-                         s.error, now)
-                        for s in statuses
-                    ],
-                )  # fmt: skip
-                for ms, code, uuid, tries in events:
-                    inserted = conn.execute(_EVENT, (ms, code, uuid)).rowcount
-                    if inserted == 0 and tries > 1 and not _known(conn, uuid):
-                        retry.append((ms, code, uuid, tries - 1))
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as err:
+            unknown = conn.write(
+                rows, forget, [XidEvent(ms, code, uuid) for ms, code, uuid, _ in events]
+            )
+        except StoreError as err:
             self._report(f"the remote hosts' status could not be saved in {self.db_path}: {err}")
             with self._cond:  # keep what was not written, newer statuses win
                 for s in statuses:
                     self._dirty.setdefault(s.url, s)
                 self._events = events + self._events
             return
+        retry = [
+            (ev.ts_ms, ev.code, ev.uuid, tries[(ev.ts_ms, ev.code, ev.uuid)] - 1)
+            for ev in unknown
+            if tries[(ev.ts_ms, ev.code, ev.uuid)] > 1
+        ]
         if retry:
             with self._cond:
                 self._events = retry + self._events
@@ -185,65 +166,31 @@ class StatusTable:
             self.on_error(message)
 
 
-def _known(conn: sqlite3.Connection, uuid: str) -> bool:
-    return conn.execute("SELECT 1 FROM devices WHERE uuid = ?", (uuid,)).fetchone() is not None
-
-
 def read_statuses(db_path: Path, now: float | None = None) -> list[HostStatus]:
-    """The ``remote_hosts`` rows, by name; empty when the table has none (or does not exist)."""
+    """The ``remote_hosts`` rows, by name; empty when there are none or they cannot be read."""
     now = time.time() if now is None else now
     try:
-        conn = connect(db_path)
-    except (sqlite3.Error, OSError):
+        rows = remote_status.read_remote_hosts(db_path)
+    except StoreError:
         return []
-    try:
-        rows = conn.execute(
-            "SELECT name, url, kind, state, last_contact, newest_sample, last_error"
-            " FROM remote_hosts ORDER BY name, url"
-        ).fetchall()
-    except sqlite3.Error:
-        return []
-    finally:
-        conn.close()
-    out = []
-    for name, url, kind, state, contact, newest, error in rows:
-        out.append(
-            HostStatus(
-                name=str(name),
-                url=str(url),
-                kind=str(kind),
-                state=state if state in STATES else "error",
-                last_contact=contact,
-                newest_sample=newest,
-                lag_s=None if newest is None else max(0.0, now - float(newest)),
-                error=error,
-            )
+    return [
+        HostStatus(
+            name=str(r.name),
+            url=str(r.url),
+            kind=str(r.kind),
+            state=r.state if r.state in STATES else "error",
+            last_contact=r.last_contact,
+            newest_sample=r.newest_sample,
+            lag_s=None if r.newest_sample is None else max(0.0, now - float(r.newest_sample)),
+            error=r.error,
         )
-    return out
+        for r in rows
+    ]
 
 
 def newest_sample(db_path: Path, host: str) -> float | None:
-    """The newest sample time stored for ``host`` (its host row or any of its GPUs), or None."""
+    """The newest sample time stored for ``host``, or None (also when it cannot be read)."""
     try:
-        conn = connect(db_path)
-    except (sqlite3.Error, OSError):
+        return remote_status.newest_sample(db_path, host)
+    except StoreError:
         return None
-    try:
-        row = conn.execute("SELECT id FROM hosts WHERE hostname = ?", (host,)).fetchone()
-        if row is None:
-            return None
-        hid = int(row[0])
-        best = conn.execute(
-            "SELECT max(ts) FROM host_samples WHERE host_id = ?", (hid,)
-        ).fetchone()[0]
-        for (did,) in conn.execute("SELECT id FROM devices WHERE host_id = ?", (hid,)).fetchall():
-            ts = conn.execute(
-                "SELECT max(ts) FROM device_samples WHERE device_id = ?", (did,)
-            ).fetchone()[0]
-            if ts is not None and (best is None or ts > best):
-                best = ts
-        return None if best is None else best / 1000.0
-    except sqlite3.Error:
-        return None
-    finally:
-        conn.close()

@@ -1,8 +1,8 @@
 """What the launch dialog's fields mean: the command split, the sweep grid expanded, limits parsed.
 
-Qt-free, so the rules are tested without a dialog: ``build_request(form, gpu_limit)`` returns the
-runs to queue or raises ``LaunchError`` whose message is the sentence the dialog shows, with the
-field it is about.
+Qt-free, so the rules are tested without a dialog (``gui/widgets/launch_dialog.py`` shows them):
+``build_request(form, gpu_limit)`` returns the runs to queue or raises ``LaunchError`` whose
+message is the sentence the dialog shows, with the field it is about.
 """
 
 from __future__ import annotations

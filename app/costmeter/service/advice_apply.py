@@ -1,7 +1,8 @@
 """What "Apply" means for a recommendation whose action is ``relaunch``: the run's spec from its
 row with the action's ``changes`` applied, as a launch form the user confirms.
 
-Qt-free, so the rules are tested without a dialog. The changes a rule may ask for (see
+Qt-free, so the rules are tested without a dialog; ``plan_relaunch`` and ``plan_sweep`` read the
+rows on the store reader's thread. The changes a rule may ask for (see
 ``costmeter.advice.model.Action``): ``gpus`` (int), ``per_gpu`` (int: runs sharing one GPU),
 ``argv_append`` (arguments added to the command), ``env`` (variables set for the run).
 """
@@ -15,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from costmeter.core import CostmeterError
-from costmeter.gui.run_launch import LaunchError, LaunchForm, LaunchRequest, build_request
+from costmeter.service.run_launch import LaunchError, LaunchForm, LaunchRequest, build_request
+from costmeter.store import Store
 from costmeter.store.runs import RunRow
 
 KNOWN_CHANGES = frozenset({"gpus", "per_gpu", "argv_append", "env"})
@@ -125,3 +127,18 @@ def sweep_request(
         specs = tuple(dataclasses.replace(s, env=plan.env) for s in request.specs)
         requests.append(dataclasses.replace(request, specs=specs, sweep=sweep, parent_id=row.id))
     return requests, words
+
+
+def plan_relaunch(store: Store, run_id: int, changes: Mapping[str, Any]) -> RelaunchPlan:
+    """``relaunch_plan`` for the run stored as ``run_id``; ApplyError when it is gone."""
+    row = store.runs().get(run_id)
+    if row is None:
+        raise ApplyError(f"Run {run_id} is no longer in the database.")
+    return relaunch_plan(row, changes)
+
+
+def plan_sweep(
+    store: Store, sweep: str, changes: Mapping[str, Any], name: str, *, gpu_limit: int | None
+) -> tuple[list[LaunchRequest], tuple[str, ...]]:
+    """``sweep_request`` for every stored run of ``sweep``, as the new sweep ``name``."""
+    return sweep_request(store.runs().list_runs(sweep=sweep), changes, name, gpu_limit=gpu_limit)

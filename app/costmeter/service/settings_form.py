@@ -1,4 +1,4 @@
-"""From the Settings form's text to a ``Config``, with every refusal put in words.
+"""From the Settings form's text to a ``Config``, with every refusal put in words (Qt-free).
 
 The form only turns text into numbers here (and checks the order of the retention periods, whose
 sentence reads better than the loader's); every other rule is the loader's own, applied when the
@@ -22,17 +22,8 @@ from costmeter.config import (
     number_problem,
 )
 from costmeter.cost.pricing import PriceRow, Pricing
-from costmeter.gui.widgets.form_field import FieldError, number_text, parse_number
+from costmeter.service.form_text import FieldError, number_text, parse_number
 
-#: The message at the top of the page: a refusal, or what was saved.
-MESSAGE_STYLES = {
-    "error": "background:#fee2e2; color:#7f1d1d; border-radius:6px; padding:8px;",
-    "ok": "background:#dcfce7; color:#14532d; border-radius:6px; padding:8px;",
-}
-#: The QSettings key of the theme preference.
-THEME_KEY = "appearance/theme"
-#: Below this page width the sections stand in one column.
-TWO_COLUMNS_FROM = 900
 #: Fields in money: their unit follows the currency in force.
 MONEY_UNITS = {
     "cost.tariff_per_kwh": "per kWh",

@@ -1,20 +1,22 @@
 """ "Test connection" on the Hosts page: one GET to an agent's /v1/info or an exporter's /metrics.
 
-Runs on a TaskRunner worker (never the GUI thread); it returns a sentence saying what it found,
-or raises ``ProbeError`` with a sentence saying why the host could not be read (refused,
-timeout, wrong token, TLS, not an agent), never a traceback.
+The GET is the collector's own (``service.remote.http.Fetcher``: no redirects, a bounded body, an
+overall deadline); only the sentences are the probe's, written for someone filling in a form.
+Called on a worker thread (never the GUI thread); it returns a sentence saying what it found, or
+raises ``ProbeError`` with a sentence saying why the host could not be read (refused, timeout,
+wrong token, TLS, not an agent), never a traceback.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import socket
 import ssl
-import urllib.error
 import urllib.parse
-import urllib.request
 
 from costmeter.core.errors import CostmeterError
+from costmeter.service.remote.http import PROTOCOL, Fetcher, RemoteError, netloc
 
 #: A probe reads at most this much of the answer (a big exporter's /metrics fits).
 MAX_BYTES = 16 * 1024 * 1024
@@ -36,40 +38,44 @@ def probe(url: str, kind: str, token: str | None, *, timeout: float = TIMEOUT_S)
 
 
 def _get(target: str, token: str | None, timeout: float) -> bytes:
-    request = urllib.request.Request(target, headers={"User-Agent": "costmeter-gui"})
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    host = urllib.parse.urlsplit(target).netloc
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            body: bytes = response.read(MAX_BYTES + 1)
-    except urllib.error.HTTPError as err:
-        raise ProbeError(_http_error(err, target, token)) from err
-    except urllib.error.URLError as err:
-        raise ProbeError(_url_error(err.reason, host, timeout)) from err
-    except TimeoutError as err:
-        raise ProbeError(f"{host} did not answer within {timeout:g} s.") from err
-    except ssl.SSLError as err:
-        raise ProbeError(f"the TLS handshake with {host} failed: {_tls(err)}.") from err
-    except (ConnectionError, OSError) as err:
-        raise ProbeError(f"{host} could not be read: {err}.") from err
-    if len(body) > MAX_BYTES:
-        raise ProbeError(f"{target} answered with more than {MAX_BYTES >> 20} MiB.")
-    return body
+        fetcher = Fetcher(token=token or None, timeout_s=timeout)
+    except CostmeterError as err:  # a token no header can carry
+        raise ProbeError(str(err)) from err
+    try:
+        return fetcher.get(target, max_bytes=MAX_BYTES)
+    except RemoteError as err:
+        raise ProbeError(_in_words(err, target, token, timeout)) from err
 
 
-def _http_error(err: urllib.error.HTTPError, target: str, token: str | None) -> str:
-    if err.code == 401:
+def _in_words(err: RemoteError, target: str, token: str | None, timeout: float) -> str:
+    host = netloc(target)
+    if err.status is not None:
+        return _http_error(err.status, err.cause, target, token)
+    if err.cause is None:
+        if err.kind == PROTOCOL:
+            return f"{target} answered with more than {MAX_BYTES >> 20} MiB."
+        return str(err)
+    return _url_error(err.cause, host, timeout)
+
+
+def _http_error(code: int, reason: object, target: str, token: str | None) -> str:
+    if code == 401:
         return (
             "the host refused the token (401): it is wrong."
             if token
             else "the host asks for a token (401): enter the agent's token."
         )
-    if err.code == 403:
+    if code == 403:
         return "the host refused access (403 Forbidden)."
-    if err.code == 404:
+    if code == 404:
         return f"nothing is served at {target} (404): check the URL and the kind of host."
-    return f"{target} answered HTTP {err.code} {err.reason}."
+    if 300 <= code < 400:
+        return (
+            f"{target} redirects elsewhere (HTTP {code}); enter the address it redirects to "
+            "(a token is never sent on to another address)."
+        )
+    return f"{target} answered HTTP {code} {reason or ''}".rstrip() + "."
 
 
 def _url_error(reason: object, host: str, timeout: float) -> str:
@@ -81,6 +87,8 @@ def _url_error(reason: object, host: str, timeout: float) -> str:
         return f"{host} did not answer within {timeout:g} s."
     if isinstance(reason, ssl.SSLError):
         return f"the TLS handshake with {host} failed: {_tls(reason)}."
+    if isinstance(reason, http.client.HTTPException):  # it hung up, or did not speak HTTP
+        return f"{host} could not be read: {reason}."
     if isinstance(reason, socket.gaierror):
         return f"the name in {host} could not be resolved ({reason.strerror or reason})."
     if isinstance(reason, OSError) and reason.strerror:
