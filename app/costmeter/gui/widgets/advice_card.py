@@ -145,7 +145,9 @@ class AdviceCard(QFrame):
         for row, (name, _value) in enumerate(rec.evidence.facts):
             key = _small(QLabel(f"{name}:"), 0.95)
             key.setStyleSheet(MUTED)
+            key.setWordWrap(True)  # a narrow window wraps the longer names instead of cutting them
             val = _small(QLabel(), 0.95)
+            val.setWordWrap(True)
             val.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             facts.addWidget(key, row, 0, Qt.AlignmentFlag.AlignTop)
             facts.addWidget(val, row, 1, Qt.AlignmentFlag.AlignTop)
