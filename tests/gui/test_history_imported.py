@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from costmeter.gui.history_data import same_range
 from costmeter.gui.pages.history import HistoryPage
 from costmeter.service.log_import import ImportOptions, import_log
 from costmeter.store import Store
@@ -32,9 +33,19 @@ def test_history_shows_an_imported_log(make_ctx, qtbot, tmp_path: Path) -> None:
     assert len(labels) == 8 and all("NVIDIA H100 80GB HBM3" in label for label in labels)
 
     page.controls.preset_box.setCurrentIndex(page.controls.preset_box.findData("all"))
-    qtbot.waitUntil(
-        lambda: page.has_data() and not page.loading() and page.cost is not None, timeout=10_000
-    )
+
+    def cost_of_the_view() -> bool:
+        # The cost card of the range first shown stays until the new one arrives (its request
+        # waits out a debounce): wait for the card of the range in view, not for any card.
+        cost = page.cost
+        return (
+            page.has_data()
+            and not page.loading()
+            and cost is not None
+            and same_range((cost.start, cost.end), page.plot.visible_range())
+        )
+
+    qtbot.waitUntil(cost_of_the_view, timeout=10_000)
     target, metric = page.current_target(), page.current_metric()
     assert target is not None and metric is not None and page.loaded is not None
     with Store.open(db) as store:
