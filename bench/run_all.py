@@ -12,7 +12,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SCRIPTS = [
     ["bench_sampling_overhead.py", "--seconds", "60"],
+    ["bench_attribution.py"],
     ["bench_ingest.py"],
+    ["bench_attribution_query.py"],
     ["bench_storage.py"],
     ["bench_history.py"],
     ["bench_history_pan.py"],

@@ -22,6 +22,7 @@ import platformdirs
 from costmeter.config_locator import KeyLocator, KeyPath, key_name, syntax_error
 from costmeter.core import bounds
 from costmeter.core.errors import ConfigError
+from costmeter.cost.owner_keys import DIMENSIONS, AttributionRule, check_dimension
 from costmeter.cost.pricing import PriceRow, Pricing, load_default_pricing, make_row
 
 
@@ -77,6 +78,26 @@ class AgentConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AttributionConfig:
+    """``[attribution]``: who pays. ``rules`` map users, accounts or namespaces to a project
+    (first match wins; a run's ``project`` tag wins over them)."""
+
+    #: OpenCost's shareIdle: machine idle spread over the owners in proportion to their cost.
+    share_idle: bool = False
+    rules: tuple[AttributionRule, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """A ``[[budgets]]`` entry: money per day and/or month for one owner (``by`` = ``key``)."""
+
+    by: str
+    key: str
+    daily: float | None = None
+    monthly: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class StorageConfig:
     #: The database file; None = the default in the user data directory.
     database: Path | None = None
@@ -119,6 +140,9 @@ class Config:
     #: ``[advice]``: rule thresholds over their defaults (``costmeter.advice.thresholds``),
     #: numbers by key; the advice package checks the keys.
     advice: Mapping[str, float] = field(default_factory=dict, hash=False)
+    attribution: AttributionConfig = field(default_factory=AttributionConfig)
+    #: ``[[budgets]]``: budgets per owner, in file order.
+    budgets: tuple[Budget, ...] = ()
     #: The file this came from; None when built from defaults alone.
     path: Path | None = None
     _pricing: Pricing | None = field(default=None, init=False, repr=False, compare=False)
@@ -296,6 +320,8 @@ class _Builder:
                 "hosts",
                 "advice",
                 "agent",
+                "attribution",
+                "budgets",
             ),
         )
         sampling = self.numbers(self.table(data, "sampling"), ("sampling",), _SAMPLING)
@@ -319,6 +345,8 @@ class _Builder:
             hosts=self.hosts(self.table(data, "hosts")),
             advice=self.advice(self.table(data, "advice")),
             agent=self.agent(self.table(data, "agent")),
+            attribution=self.attribution(self.table(data, "attribution")),
+            budgets=self.budgets(data.get("budgets", [])),
             path=self.path,
         )
 
@@ -383,6 +411,89 @@ class _Builder:
                 )
             )
         return tuple(found)
+
+    def attribution(self, table: Mapping[str, Any]) -> AttributionConfig:
+        where: KeyPath = ("attribution",)
+        self.keys(table, where, ("share_idle", "rules"))
+        raw_rules = table.get("rules", [])
+        if not isinstance(raw_rules, list) or not all(isinstance(r, Mapping) for r in raw_rules):
+            raise self.error(
+                (*where, "rules"),
+                "rules must be [[attribution.rules]] tables, each with a project and users, "
+                f"accounts or namespaces, got {_show(raw_rules)}.",
+            )
+        return AttributionConfig(
+            share_idle=self.flag(table, (*where, "share_idle")),
+            rules=tuple(self.rule(r, (*where, "rules", i)) for i, r in enumerate(raw_rules)),
+        )
+
+    def rule(self, raw: Mapping[str, Any], where: KeyPath) -> AttributionRule:
+        lists = ("users", "accounts", "namespaces")
+        self.keys(raw, where, ("project", *lists))
+        if "project" not in raw:
+            raise self.error(where, f"{_table_name(where)} needs a 'project' key.")
+        project = self.string(raw, (*where, "project"), "the project's name")
+        assert project is not None
+        found = {name: self.patterns(raw, (*where, name)) for name in lists}
+        if not any(found.values()):
+            raise self.error(
+                where,
+                f"{_table_name(where)} (project {project!r}) matches nothing: give users, "
+                'accounts or namespaces, such as users = ["alice", "bob"].',
+            )
+        return AttributionRule(project=project.strip(), **found)
+
+    def patterns(self, table: Mapping[str, Any], where: KeyPath) -> tuple[str, ...]:
+        key = str(where[-1])
+        value = table.get(key, [])
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+            raise self.error(
+                where,
+                f"{key} must be a list of names or glob patterns such as "
+                f'["alice", "vision-*"], got {_show(table.get(key))}.',
+            )
+        return tuple(v.strip() for v in value)
+
+    def budgets(self, raw: Any) -> tuple[Budget, ...]:
+        if not isinstance(raw, list) or not all(isinstance(r, Mapping) for r in raw):
+            raise self.error(
+                ("budgets",),
+                "budgets must be [[budgets]] tables, each with by, key and daily or monthly, "
+                f"got {_show(raw)}.",
+            )
+        return tuple(self.budget(r, ("budgets", i)) for i, r in enumerate(raw))
+
+    def budget(self, raw: Mapping[str, Any], where: KeyPath) -> Budget:
+        self.keys(raw, where, ("by", "key", "daily", "monthly"))
+        for required in ("by", "key"):
+            if required not in raw:
+                raise self.error(where, f"{_table_name(where)} needs a '{required}' key.")
+        dims = f"{', '.join(DIMENSIONS)} or tag:KEY"
+        by = self.string(raw, (*where, "by"), f"a dimension ({dims})")
+        assert by is not None
+        try:
+            by = check_dimension(by)
+        except ValueError:
+            close = difflib.get_close_matches(by.strip().lower(), DIMENSIONS, n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise self.error(
+                (*where, "by"), f"by must be a dimension, got {_show(by)}; {hint}give {dims}."
+            ) from None
+        key = self.string(raw, (*where, "key"), "the owner's name (such as a project or user)")
+        assert key is not None
+        amounts = {
+            name: self.number(raw[name], (*where, name), f"an amount of money per {per}",
+                              bounds.BUDGET)
+            for name, per in (("daily", "day"), ("monthly", "month"))
+            if name in raw
+        }  # fmt: skip
+        if not amounts:
+            raise self.error(
+                where, f"{_table_name(where)} ({by} = {key!r}) needs daily or monthly (or both)."
+            )
+        return Budget(by=by, key=key, **amounts)
 
     def agent(self, table: Mapping[str, Any]) -> AgentConfig:
         got = self.numbers(table, ("agent",), _AGENT)

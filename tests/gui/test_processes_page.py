@@ -91,7 +91,9 @@ def _sorted(page: ProcessesPage, col: int, order: Qt.SortOrder) -> list[str]:
 
 def test_rows_are_the_union_of_gpu_and_host_processes(page):
     _show(page, _three())
-    assert [page.model.headerData(c, Qt.Orientation.Horizontal) for c in range(9)] == list(COLUMNS)
+    assert [
+        page.model.headerData(c, Qt.Orientation.Horizontal) for c in range(len(COLUMNS))
+    ] == list(COLUMNS)
     assert list(COLUMNS) == [
         "PID",
         "User",
@@ -102,6 +104,8 @@ def test_rows_are_the_union_of_gpu_and_host_processes(page):
         "CPU %",
         "RSS",
         "Run",
+        "Job",
+        "Container",
     ]
     rows = {r.pid: r for r in page.model.rows()}
     assert set(rows) == {99, 200, 1000}

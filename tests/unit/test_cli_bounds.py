@@ -23,6 +23,7 @@ OPTIONS: list[tuple[tuple[str, ...], str, str, tuple[str, ...], frozenset[str]]]
     (("simulate",), "--hours", "0.05", (), frozenset()),
     (("simulate", "--hours", "1"), "--seed", "3", (), frozenset({"0"})),
     (("report",), "--since", "7d", (), frozenset()),
+    (("report",), "--by", "project,user", (), frozenset()),
     (("advise",), "--since", "1h", (), frozenset()),
     # 0 points: no accuracy loss allowed; 1e-300 points is as strict, and meaningful.
     (("compress", "m.pt", "--method", "fp16"), "--max-drop", "0.5", (), frozenset({"0", "1e-300"})),
@@ -56,6 +57,10 @@ OPTIONS += [
     (("sweep",), "--max-parallel", "2", ("--", "x"), frozenset()),
     (("sweep",), "--per-gpu", "2", ("--", "x"), frozenset()),
 ]
+
+#: Typed options that take text, not a number: their rules are tested where they are defined
+#: (``--tag``: tests/unit/test_run_tags.py).
+NOT_NUMBERS = frozenset({"run --tag", "sweep --tag"})
 
 CASES = [
     pytest.param(before, option, bad, after, id=f"{before[0]} {option} {bad}")
@@ -114,4 +119,5 @@ def test_every_option_with_a_type_goes_through_a_bound() -> None:
         assert convert not in (float, int), f"{where} uses type={convert.__name__}"
         assert getattr(convert, "__module__", "") == arg_types.__name__, where
     covered = {f"{before[0]} {option}" for before, option, *_ in OPTIONS}
+    covered |= NOT_NUMBERS
     assert set(typed) <= covered, f"not tested here: {sorted(set(typed) - covered)}"

@@ -81,3 +81,13 @@ def test_permission_denied_is_a_sentence(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setattr(processes.psutil, "Process", Denied)
     message = terminate(4321, 100.0)
     assert message.startswith("Permission denied") and "kill 4321" in message
+
+
+def test_an_exporter_workloads_negative_pid_is_refused_in_words() -> None:
+    from costmeter.service.remote.dcgm import PodRef
+    from costmeter.service.remote.pods import workload_pid
+
+    pid = workload_pid(PodRef("ray-llm", "ray-1111111", "ray-worker"))
+    message = terminate(pid)
+    assert refusal(pid) == message
+    assert "Kubernetes workload" in message and "will not terminate" in message

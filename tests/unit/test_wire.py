@@ -22,6 +22,7 @@ from costmeter.core.model import (
     ProcessSample,
     Tick,
 )
+from costmeter.core.owner import OWNER_FIELDS, SOURCES, Owner
 from costmeter.sampling import wire
 from costmeter.sampling.node import NodeSampler
 from costmeter.sampling.wire import (
@@ -237,6 +238,12 @@ device_samples = st.builds(
     processes=st.lists(gpu_processes, max_size=3).map(tuple),
     lost=st.booleans(),
 )
+owners = st.none() | st.builds(
+    Owner,
+    uid=st.none() | st.integers(0, 2**32 - 1),
+    **{name: st.none() | text for name in OWNER_FIELDS if name != "uid"},
+    unreadable=st.frozensets(st.sampled_from(SOURCES)),
+)
 host_processes = st.builds(
     ProcessSample,
     pid=st.integers(0, 2**31),
@@ -247,6 +254,7 @@ host_processes = st.builds(
     cpu_percent=st.floats(0, 6400),
     rss=u64,
     cpu_time_s=finite,
+    owner=owners,
 )
 counters = st.none() | st.lists(u64, max_size=3).map(tuple)
 host_samples = st.builds(

@@ -142,8 +142,40 @@ class DayBudget:
 
     @property
     def forecast(self) -> float:
-        left_h = max(0.0, (self.day_start + 86400.0 - self.now) / 3600.0)
-        return self.spent + self.per_hour * left_h
+        return day_forecast(self.spent, self.per_hour, self.day_start, self.now)
+
+
+def day_forecast(spent: float, per_hour: float, day_start: float, now: float) -> float:
+    """What the day ends at: ``spent`` plus ``per_hour`` until midnight."""
+    left_h = max(0.0, (day_start + 86400.0 - now) / 3600.0)
+    return spent + per_hour * left_h
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerBudget:
+    """One ``[[budgets]]`` entry: an owner's spending against its daily and monthly budget."""
+
+    #: The dimension and the owner's key on it ("project", "vision").
+    by: str
+    key: str
+    #: How to name the owner in a sentence ("project vision").
+    label: str
+    daily: float | None
+    monthly: float | None
+    day_start: float
+    now: float
+    spent_today: float
+    #: The owner's cost per hour over the last hour of today.
+    per_hour: float
+    month_to_date: float
+    #: Month-to-date plus the trailing days' average per day for the rest of the month.
+    month_end: float
+    #: Days of history the month-end projection stands on.
+    days_observed: float
+
+    @property
+    def day_forecast(self) -> float:
+        return day_forecast(self.spent_today, self.per_hour, self.day_start, self.now)
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,3 +190,5 @@ class AdviceFacts:
     #: Known GPU models with price and memory, cheapest first.
     catalog: tuple[GpuOption, ...] = ()
     day_budget: DayBudget | None = None
+    #: ``[[budgets]]`` per owner, in the config's order.
+    owner_budgets: tuple[OwnerBudget, ...] = ()

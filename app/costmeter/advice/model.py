@@ -29,6 +29,10 @@ class Target:
     sweep: str | None = None
     #: A group of GPUs judged together: the GPU model whose replicas it is ("NVIDIA L40S").
     group: str | None = None
+    #: Who pays for it: a run's user (with its project and job when known), the owner(s) who
+    #: held a GPU most in the window ("alice (82 %)", "unattributed"), a budget's owner
+    #: ("project vision"); None when nobody held it (idle, free) or for all hosts.
+    owner: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -40,6 +44,7 @@ class Target:
             "run_name": self.run_name,
             "sweep": self.sweep,
             "group": self.group,
+            "owner": self.owner,
         }
 
 
@@ -147,10 +152,15 @@ class Recommendation:
 
     @property
     def key(self) -> str:
-        """Stable across runs of the rules: the rule and what it is about (for dismiss/snooze)."""
+        """Stable across runs of the rules: the rule and what it is about (for dismiss/snooze).
+
+        The owner is part of it only for a target that is nothing but an owner (a budget per
+        owner): the owner of a GPU or a run changes with time, the GPU or the run does not."""
         t = self.target
         parts = [self.rule, t.host, t.uuid or (str(t.device) if t.device is not None else "")]
         parts.append(str(t.run) if t.run is not None else (t.sweep or t.group or ""))
+        if t.owner and not parts[2] and not parts[3]:
+            parts.append(t.owner)
         return "|".join(parts)
 
     def to_json(self) -> dict[str, Any]:

@@ -83,10 +83,11 @@ def table(result: AdviceResult, *, show_hidden: bool = False) -> str:
         recs += [(r, " (hidden)") for r in result.hidden]
     for r, note in recs:
         money = format_money(r.savings.money_per_month, cur) if r.savings else "unknown"
-        rows.append([r.rule + note, _target(r), r.title, money, f"{r.confidence:.0%}"])
+        owner = r.target.owner or "-"
+        rows.append([r.rule + note, _target(r), owner, r.title, money, f"{r.confidence:.0%}"])
     if not rows:
         return "No recommendations: nothing to change over this period."
-    headers = ["RULE", "TARGET", "RECOMMENDATION", "SAVES/MONTH", "CONFIDENCE"]
+    headers = ["RULE", "TARGET", "OWNER", "RECOMMENDATION", "SAVES/MONTH", "CONFIDENCE"]
     total = format_money(result.total_savings_per_month, cur)
-    text = render(headers, rows, numeric={3, 4})
+    text = render(headers, rows, numeric={4, 5})
     return f"{text}\n\nTotal: {total} per month if every recommendation is applied."

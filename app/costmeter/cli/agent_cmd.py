@@ -67,6 +67,9 @@ def _options(args: argparse.Namespace) -> AgentOptions:
     name = (args.name or "").strip() or None
     if name is not None and (len(name) > 255 or not name.isprintable()):
         raise ConfigError("--name must be a printable host name of at most 255 characters.")
+    attach = tuple(parse_attach(text) for text in args.attach)
+    if attach and args.simulate is None:
+        raise ConfigError("--attach puts a process on a simulated GPU: it needs --simulate.")
     host, port = parse_listen(args.listen)
     token = read_token_file(Path(args.token_file)) if args.token_file else None
     check_listen(host, has_token=token is not None)
@@ -85,11 +88,21 @@ def _options(args: argparse.Namespace) -> AgentOptions:
         tls=_tls_context(args.tls_cert, args.tls_key),
         simulate=args.simulate,
         seed=args.seed,
+        attach=attach,
         process_scan_interval_s=config.process_scan_interval_s,
         request_timeout_s=_given(args.request_timeout, config.agent.request_timeout_s),
         max_connections=_given(args.max_connections, config.agent.max_connections),
         max_per_client=_given(args.max_per_client, config.agent.max_per_client),
     )
+
+
+def parse_attach(text: str) -> tuple[int, int]:
+    """``PID:GPU`` -> (pid, GPU index); ConfigError in words otherwise."""
+    pid, sep, gpu = text.strip().partition(":")
+    digits = sep and pid.isascii() and pid.isdigit() and gpu.isascii() and gpu.isdigit()
+    if digits and 1 < int(pid) < 2**31 and int(gpu) < 1024:
+        return int(pid), int(gpu)
+    raise ConfigError(f"--attach {text!r}: give PID:GPU, e.g. --attach 4242:0.")
 
 
 def _given(value: T | None, default: T) -> T:

@@ -13,6 +13,7 @@ import argparse
 from collections.abc import Callable
 
 from costmeter.core.bounds import GPUS, Bound, BoundError
+from costmeter.core.tags import TagError, parse_tag
 from costmeter.core.units import parse_duration, parse_money
 
 
@@ -104,3 +105,22 @@ def money_text(bound: Bound) -> Callable[[str], str]:
 
     convert.__name__ = bound.what
     return convert
+
+
+def tag(text: str) -> tuple[str, str]:
+    """``--tag KEY=VALUE``: one run tag (``costmeter.core.tags`` has the rules)."""
+    try:
+        return parse_tag(text)
+    except TagError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def dimensions(text: str) -> str:
+    """``report --by DIM[,DIM2]``: checked here, kept as given (the command parses it again)."""
+    from costmeter.cost.chargeback import parse_by
+
+    try:
+        parse_by(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text.strip()

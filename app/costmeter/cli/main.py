@@ -99,6 +99,20 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--since", default="24h", type=SINCE, metavar="DURATION", help=SINCE_HELP)
     rep.add_argument("--format", choices=("table", "json", "csv"), default="table")
     rep.add_argument(
+        "--by",
+        type=t.dimensions,
+        metavar="DIM[,DIM2]",
+        help="who pays: split the cost by user, job, account, container, pod, namespace, run, "
+        "project, host, gpu-model or tag:KEY (one or two, e.g. project,user)",
+    )
+    rep.add_argument(
+        "--share-idle",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="with --by: spread machine idle over the owners in proportion to their cost "
+        "(OpenCost's shareIdle; default: [attribution] share_idle in the config)",
+    )
+    rep.add_argument(
         "--simulate",
         nargs="?",
         const="",
@@ -258,6 +272,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     agt.add_argument("--name", metavar="NAME", help="the host name samples carry")
     agt.add_argument(
+        "--attach",
+        action="append",
+        default=[],
+        metavar="PID:GPU",
+        help="with --simulate: show the running process PID on simulated GPU GPU (repeatable), "
+        "so its owner is read from /proc as on a machine with GPUs (tests, demos)",
+    )
+    agt.add_argument(
         "--max-connections",
         type=t.whole(b.CONNECTIONS),
         metavar="N",
@@ -297,6 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
             "processes",
             "runs",
             "history",
+            "who-pays",
             "advice",
             "hosts",
             "settings",
@@ -328,6 +351,15 @@ def build_parser() -> argparse.ArgumentParser:
             "placed and is charged for the GPUs its processes use",
         )
         p.add_argument("--name", metavar="NAME", help="the run's name (default: from the command)")
+        p.add_argument(
+            "--tag",
+            type=t.tag,
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="a tag on each run, to report cost by (repeatable: --tag team=vision --tag "
+            "owner=alice; `costmeter report --by tag:team`)",
+        )
         p.add_argument(
             "--budget",
             type=t.money_text(b.BUDGET),

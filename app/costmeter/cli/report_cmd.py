@@ -12,7 +12,10 @@ from typing import Any
 from costmeter.cli.common import load_config_from, resolve_db, say
 from costmeter.cli.table import render
 from costmeter.core.units import format_duration, format_energy_kwh, parse_duration
+from costmeter.cost.chargeback import Amounts, ChargebackReport, parse_by
 from costmeter.cost.ledger import CostReport, format_money, price_usage
+from costmeter.cost.run_cost import format_cost
+from costmeter.service.chargeback import chargeback
 from costmeter.service.remote import HostStatus, read_statuses
 from costmeter.store import Store
 from costmeter.store.lock import is_locked
@@ -52,7 +55,34 @@ def build_report(args: argparse.Namespace, now: float | None = None) -> CostRepo
     return price_usage(devices, hosts, config.pricing(), start, end)
 
 
+def build_chargeback(args: argparse.Namespace, now: float | None = None) -> ChargebackReport | None:
+    """``report --by``: the same window and prices as the plain report, split over owners."""
+    config = load_config_from(args)
+    since = parse_duration(args.since)
+    db = resolve_db(args, config)
+    if not db.exists():
+        say(f"there is no database at {db} yet. Record first: costmeter record --db {db}")
+        return None
+    end = time.time() if now is None else now
+    store = Store.open(db)
+    try:
+        if store.notice:
+            say(store.notice)
+        by = parse_by(args.by)
+        return chargeback(store, config, end - since, end, by, share_idle=args.share_idle)
+    finally:
+        store.close()
+
+
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "by", None):
+        return _run_chargeback(args)
+    if getattr(args, "share_idle", None) is not None:
+        say(
+            "--share-idle and --no-share-idle split idle over owners: give them with --by "
+            "(e.g. --by user)."
+        )
+        return 2
     try:
         report = build_report(args)
     except ValueError as exc:
@@ -72,6 +102,23 @@ def run(args: argparse.Namespace) -> int:
         if remote:
             live = is_locked(resolve_db(args, load_config_from(args)))
             print(_hosts_section(remote, live))
+    return 0
+
+
+def _run_chargeback(args: argparse.Namespace) -> int:
+    try:
+        report = build_chargeback(args)
+    except ValueError as exc:
+        say(str(exc))
+        return 2
+    if report is None:
+        return 1
+    if args.format == "json":
+        print(json.dumps(report.to_dict(), indent=2))
+    elif args.format == "csv":
+        print(chargeback_csv(report), end="")
+    else:
+        print(chargeback_table(report, args.since))
     return 0
 
 
@@ -195,3 +242,76 @@ def _table(report: CostReport, since: str) -> str:
         return title + "\nNo samples in this window. Record with: costmeter record"
     table = render(headers, rows, numeric={3, 4, 5, 7, 8, 9, 10})
     return "\n".join([title, table, *sorted(set(notes))])
+
+
+# -- report --by: who pays ------------------------------------------------------------------------
+#: Shown for a group whose owner has no value in the asked dimension (a process with no Slurm job).
+NONE_KEY = "(none)"
+CHARGEBACK_CSV_FIELDS = ("gpu_hours", "energy_kwh", "cost", "idle_cost", "carbon_kg", "share")
+
+
+def _share(cost: float, total: float) -> str:
+    return f"{100 * cost / total:.1f}%" if total else "n/a"
+
+
+def _gpu_hours(hours: float) -> str:
+    """Whole hours for big figures, two significant digits for a short window's fractions."""
+    if hours >= 100:
+        return f"{hours:,.0f}"
+    if hours >= 0.01 or hours == 0:
+        return f"{hours:.2f}"
+    return f"{hours:.2g}"
+
+
+def chargeback_table(report: ChargebackReport, since: str) -> str:
+    cur = report.currency
+
+    def cells(a: Amounts) -> list[str]:
+        return [
+            _gpu_hours(a.gpu_hours),
+            format_energy_kwh(a.energy_kwh),
+            format_cost(a.cost, cur),
+            format_cost(a.idle_cost, cur),
+            _carbon(a.carbon_kg),
+            _share(a.cost, report.total.cost),
+        ]
+
+    headers = [d.upper() for d in report.by]
+    headers += ["GPU-HOURS", "ENERGY", "COST", "IDLE COST", "CO2e", "SHARE"]
+    pad = [""] * (len(report.by) - 1)
+    rows = [[NONE_KEY if v is None else v for v in g.key.values()] + cells(g.amounts)
+            for g in report.groups]  # fmt: skip
+    rows.append(["UNATTRIBUTED", *pad, *cells(report.unattributed)])
+    rows.append(["IDLE" + (" (shared)" if report.share_idle else ""), *pad, *cells(report.idle)])
+    rows.append(["TOTAL", *pad, *cells(report.total)])
+    span = format_duration(report.end - report.start)
+    title = f"Who pays over the last {since} ({span} window), by {', '.join(report.by)}"
+    if not report.groups and not report.total.cost and not report.total.gpu_hours:
+        return title + "\nNo samples in this window. Record with: costmeter record"
+    first = len(report.by)
+    table = render(headers, rows, numeric=set(range(first, first + 6)))
+    lines = [title, table]
+    for why, cost in report.unattributed_why.items():
+        lines.append(f"unattributed {format_cost(cost, cur)}: {why}")
+    lines.extend(report.notes)
+    return "\n".join(lines)
+
+
+def chargeback_csv(report: ChargebackReport) -> str:
+    """One row per group, then unattributed, idle and total (``kind`` says which)."""
+    out = io.StringIO()
+    fields = ["kind", *report.by, *CHARGEBACK_CSV_FIELDS]
+    writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    total = report.total.cost
+
+    def row(kind: str, key: dict[str, str | None], a: Amounts) -> dict[str, Any]:
+        share = a.cost / total if total else 0.0
+        return {"kind": kind, **key, **a.to_dict(), "share": share}
+
+    for g in report.groups:
+        writer.writerow(row("group", {k: v or "" for k, v in g.key.items()}, g.amounts))
+    writer.writerow(row("unattributed", {}, report.unattributed))
+    writer.writerow(row("idle", {}, report.idle))
+    writer.writerow(row("total", {}, report.total))
+    return out.getvalue()

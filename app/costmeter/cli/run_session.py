@@ -28,6 +28,7 @@ from costmeter.cli.common import load_config_from, resolve_db, say
 from costmeter.config import Config
 from costmeter.core import CostmeterError, SamplerUnavailable, StoreLockedError, units
 from costmeter.core.bounds import BUDGET
+from costmeter.core.tags import merge_tags
 from costmeter.core.units import format_duration, parse_duration
 from costmeter.cost.run_cost import format_cost
 from costmeter.plugin_api import Backend, RunSpec, RunState
@@ -73,6 +74,7 @@ def spec_from(args: argparse.Namespace, argv: list[str], name: str | None = None
             argv=tuple(argv),
             gpus=gpus if gpus is not None and gpus > 0 else 0,
             name=name or args.name,
+            tags=merge_tags(getattr(args, "tag", None) or []),
             time_limit_s=parse_duration(args.time_limit, label="--time-limit")
             if args.time_limit
             else None,

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from costmeter.cli.common import load_config_from, resolve_db, say
 from costmeter.cli.run_cmd import energy_text, seconds_text
 from costmeter.cli.table import render
+from costmeter.core.tags import format_tags
 from costmeter.cost.run_cost import format_cost
 from costmeter.service.run_reconcile import reconcile_stale_runs
 from costmeter.store.runs import RunRow, RunStore
@@ -76,12 +78,15 @@ def as_json(r: RunRow) -> dict[str, Any]:
         "estimate": r.estimate,
         "estimate_runs": r.estimate_runs,
         "sweep": r.sweep,
+        "tags": dict(r.tags),
         "argv": r.spec.get("argv", []),
         "message": r.message,
     }
 
 
 def table(rows: list[RunRow], currency: str) -> str:
+    """One line per run; a tags column when one of the runs has tags."""
+    tagged = any(r.tags for r in rows)
     headers = [
         "id",
         "name",
@@ -94,6 +99,8 @@ def table(rows: list[RunRow], currency: str) -> str:
         "energy",
         "cost",
     ]
+    if tagged:
+        headers.append("tags")
     body = []
     for r in rows:
         started = (
@@ -101,18 +108,28 @@ def table(rows: list[RunRow], currency: str) -> str:
             if r.started is not None
             else "-"
         )
-        body.append(
-            (
-                str(r.id),
-                r.name,
-                r.backend,
-                r.status,
-                "" if r.exit_code is None else str(r.exit_code),
-                started,
-                "" if r.duration_s is None else seconds_text(r.duration_s),
-                ",".join(f"#{i}" for i in r.gpus) or "-",
-                "" if r.energy_kwh is None else energy_text(r.energy_kwh),
-                "" if r.cost is None else format_cost(r.cost, r.currency or currency),
-            )
-        )
+        cells = [
+            str(r.id),
+            r.name,
+            r.backend,
+            r.status,
+            "" if r.exit_code is None else str(r.exit_code),
+            started,
+            "" if r.duration_s is None else seconds_text(r.duration_s),
+            ",".join(f"#{i}" for i in r.gpus) or "-",
+            "" if r.energy_kwh is None else energy_text(r.energy_kwh),
+            "" if r.cost is None else format_cost(r.cost, r.currency or currency),
+        ]
+        if tagged:
+            cells.append(tags_text(r.tags))
+        body.append(tuple(cells))
     return render(headers, body, numeric={0, 4, 6, 8, 9})
+
+
+#: The tags column is cut here (``runs --format json`` has them whole).
+TAGS_WIDTH = 40
+
+
+def tags_text(tags: Mapping[str, str]) -> str:
+    text = format_tags(tags)
+    return text if len(text) <= TAGS_WIDTH else text[: TAGS_WIDTH - 1] + "…"

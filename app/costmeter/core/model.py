@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from costmeter.core.owner import Owner
+
 #: A GPU (or the host's CPUs) counts as idle while its utilisation is under this many percent.
 IDLE_UTIL_PERCENT = 5.0
 
@@ -96,6 +98,9 @@ class ProcessSample:
     cpu_percent: float
     rss: int
     cpu_time_s: float
+    #: Who it belongs to, read once when first seen; None where nobody looked (old agents,
+    #: imported logs).
+    owner: Owner | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +149,9 @@ class Tick:
     devices: tuple[DeviceSample, ...] = ()
     device_intervals: dict[str, Interval] = field(default_factory=dict)
     host_interval: Interval | None = None
+    #: Processes known only by their owner, with no CPU-side sample (an exporter's Kubernetes
+    #: workloads, ``costmeter.service.remote.pods``): stored with their owners, no CPU rows.
+    processes: tuple[ProcessSample, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,8 @@ class ContextSignals(QObject):
     summary_failed = Signal(str)
     #: Today's cost was priced (the amount, in the configured currency).
     cost_today = Signal(float)
+    #: The ``[[budgets]]`` owners were priced (a tuple of ``service.budgets.BudgetStatus``).
+    budgets_ready = Signal(object)
     #: The host selector changed: the host name to show, or None for every host.
     host_filter_changed = Signal(object)
     #: Advice was worked out (a ``costmeter.gui.advice_poller.AdviceSnapshot``).

@@ -10,7 +10,8 @@ from PySide6.QtWidgets import QMainWindow, QMenu, QSystemTrayIcon
 from costmeter.cost.ledger import format_money
 from costmeter.gui.context import AppContext
 from costmeter.gui.icons import app_icon
-from costmeter.service.alerts import Alert, BudgetWatch, IdleAllocatedWatch
+from costmeter.service.alerts import Alert, BudgetWatch, IdleAllocatedWatch, OwnerBudgetWatch
+from costmeter.service.budgets import BudgetStatus
 
 
 class Tray(QSystemTrayIcon):
@@ -20,6 +21,7 @@ class Tray(QSystemTrayIcon):
         self.window = window
         self.idle_watch = IdleAllocatedWatch(ctx.config.alerts.idle_allocated_minutes * 60)
         self.budget_watch = BudgetWatch(ctx.config.alerts.daily_budget)
+        self.owner_budget_watch = OwnerBudgetWatch()
         #: Every alert raised, newest last (shown in the window when there is no tray).
         self.alerts: list[Alert] = []
         menu = QMenu()
@@ -40,6 +42,7 @@ class Tray(QSystemTrayIcon):
         ctx.signals.live_updated.connect(self._check_idle)
         ctx.signals.config_changed.connect(self._config_changed)
         ctx.signals.cost_today.connect(self.set_cost_today)
+        ctx.signals.budgets_ready.connect(self.check_owner_budgets)
         if QSystemTrayIcon.isSystemTrayAvailable():
             self.show()
 
@@ -67,6 +70,12 @@ class Tray(QSystemTrayIcon):
             )
             if alert is not None:
                 self.notify(alert)
+
+    def check_owner_budgets(self, statuses: tuple[BudgetStatus, ...]) -> None:
+        """Owners past their daily or monthly budget (``budgets_ready`` signal): once per
+        owner per day (month)."""
+        for alert in self.owner_budget_watch.update(statuses, format_money):
+            self.notify(alert)
 
     def _check_idle(self) -> None:
         tick = self.ctx.live.latest

@@ -4,6 +4,8 @@ Never calls the blocking ``cpu_percent(interval=...)``: every percentage is the 
 measured since the previous call. Only tracked processes (those holding a GPU or belonging to a
 run) are read every tick; the walk over all processes that finds a run's children happens once
 every ``process_scan_interval_s``, because a full scan every tick costs ~5x the rest of the tick.
+A process's owner (user, Slurm job, container, run; ``costmeter.sampling.owner``) is read once,
+when the process is first seen, and put on every sample of it.
 """
 
 from __future__ import annotations
@@ -11,12 +13,15 @@ from __future__ import annotations
 import os
 import platform
 import socket
+import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 import psutil
 
 from costmeter.core import Clock, HostInfo, HostSample, ProcessSample, SystemClock
+from costmeter.core.owner import Owner
+from costmeter.sampling.owner import ENV_FIELDS, read_owner
 from costmeter.sampling.rapl import RaplReader
 
 #: Provides samples for processes psutil cannot see (simulated GPU processes).
@@ -44,7 +49,11 @@ def _cpu_model() -> str:
 
 
 class HostSampler:
-    """Samples this machine. ``sample()`` costs well under a millisecond without processes."""
+    """Samples this machine. ``sample()`` costs well under a millisecond without processes.
+
+    ``read_owners``: read each process's owner on first sight (off: ``owner`` stays None and the
+    user name is psutil's, read every tick). ``proc_root``: where ``/proc`` is, for the owners.
+    """
 
     def __init__(
         self,
@@ -54,6 +63,8 @@ class HostSampler:
         rapl: RaplReader | None = None,
         process_scan_interval_s: float = 10.0,
         process_fallback: ProcessFallback | None = None,
+        read_owners: bool = True,
+        proc_root: str = "/proc",
     ) -> None:
         self._clock = clock or SystemClock()
         self._hostname = hostname or socket.gethostname()
@@ -61,6 +72,10 @@ class HostSampler:
         self._scan_interval = process_scan_interval_s
         self._fallback = process_fallback
         self._procs: dict[int, psutil.Process] = {}
+        self._read_owners = read_owners
+        self._proc_root = proc_root
+        #: pid -> (create_time, owner): read on first sight, dropped with the process.
+        self._owners: dict[int, tuple[float, Owner]] = {}
         self._children: dict[int, set[int]] = {}
         self._last_scan = float("-inf")
         self._prev: _Counters | None = None
@@ -143,10 +158,13 @@ class HostSampler:
     def _sample_processes(self, roots: Collection[int], now: float) -> tuple[ProcessSample, ...]:
         if not roots:
             self._procs.clear()
+            self._owners.clear()
             return ()
         pids = self._expand(roots, now)
         for gone in set(self._procs) - pids:
             del self._procs[gone]
+        for gone in set(self._owners) - pids:
+            del self._owners[gone]
         out: list[ProcessSample] = []
         for pid in sorted(pids):
             sample = self._read_process(pid)
@@ -165,26 +183,66 @@ class HostSampler:
                 self._procs[pid] = proc
             with proc.oneshot():
                 times = proc.cpu_times()
-                try:
-                    user = proc.username()
-                except (psutil.AccessDenied, KeyError):
-                    user = "?"
+                created = proc.create_time()
+                owner = self._owner(pid, created) if self._read_owners else None
+                if owner is not None:
+                    user = _user_of(owner)
+                else:
+                    try:
+                        user = proc.username()
+                    except (psutil.AccessDenied, KeyError):
+                        user = "?"
                 try:
                     cmdline = " ".join(proc.cmdline())
                 except psutil.AccessDenied:
                     cmdline = ""
                 return ProcessSample(
                     pid=pid,
-                    create_time=proc.create_time(),
+                    create_time=created,
                     name=proc.name(),
                     cmdline=cmdline,
                     user=user,
                     cpu_percent=proc.cpu_percent(interval=None),
                     rss=proc.memory_info().rss,
                     cpu_time_s=times.user + times.system,
+                    owner=owner,
                 )
         except (psutil.NoSuchProcess, psutil.ZombieProcess):
             self._procs.pop(pid, None)
+            self._owners.pop(pid, None)
             return None
         except psutil.AccessDenied:
             return None
+
+    def _owner(self, pid: int, create_time: float) -> Owner | None:
+        """The owner of this process (pid and start time), read on first sight only.
+
+        A process seen within ``EXEC_SETTLE_S`` of its start with nothing from its environment
+        may be in the middle of ``exec``, when ``/proc/PID/environ`` reads empty (a run's
+        process right after it was launched): None then, and it is read again next time."""
+        known = self._owners.get(pid)
+        if known is not None and known[0] == create_time:
+            return known[1]
+        owner = read_owner(pid, self._proc_root)
+        if not _has_environ(owner) and time.time() - create_time < EXEC_SETTLE_S:
+            return None
+        self._owners[pid] = (create_time, owner)
+        return owner
+
+
+#: Seconds after a process starts during which an owner without environment is read again.
+EXEC_SETTLE_S = 1.0
+
+
+def _has_environ(owner: Owner) -> bool:
+    """Whether anything of the owner came from the process's environment."""
+    return "environ" in owner.unreadable or any(
+        getattr(owner, name) is not None for name in ENV_FIELDS.values()
+    )
+
+
+def _user_of(owner: Owner) -> str:
+    """``ProcessSample.user`` as psutil spells it: the name, else the uid, else "?"."""
+    if owner.user is not None:
+        return owner.user
+    return str(owner.uid) if owner.uid is not None else "?"

@@ -27,6 +27,7 @@ from costmeter.core.model import (
     ProcessSample,
     Tick,
 )
+from costmeter.core.owner import INT_FIELDS, OWNER_FIELDS, SOURCES, Owner
 from costmeter.sampling import wire_fields as f
 from costmeter.sampling.wire_fast import Miss, fast_tick
 from costmeter.sampling.wire_fields import WireError
@@ -39,6 +40,7 @@ __all__ = [
     "decode_device",
     "decode_host",
     "decode_info",
+    "decode_owner",
     "decode_samples_page",
     "decode_samples_page_checked",
     "decode_tick",
@@ -46,6 +48,7 @@ __all__ = [
     "encode_device",
     "encode_host",
     "encode_info",
+    "encode_owner",
     "encode_samples_page",
     "encode_tick",
     "loads",
@@ -180,7 +183,7 @@ def _encode_device_sample(s: DeviceSample) -> dict[str, Any]:
 
 
 def _encode_process(p: ProcessSample) -> dict[str, Any]:
-    return {
+    out = {
         "pid": p.pid,
         "create_time": p.create_time,
         "name": p.name,
@@ -190,6 +193,42 @@ def _encode_process(p: ProcessSample) -> dict[str, Any]:
         "rss": p.rss,
         "cpu_time_s": f.finite(p.cpu_time_s) or 0.0,
     }
+    if p.owner is not None:  # left out when nobody looked: old collectors never see the key
+        out["owner"] = encode_owner(p.owner)
+    return out
+
+
+def encode_owner(owner: Owner) -> dict[str, Any]:
+    """Only the fields that are known; ``unreadable`` as a sorted list when not empty."""
+    out: dict[str, Any] = {}
+    for name in OWNER_FIELDS:
+        value = getattr(owner, name)
+        if value is not None:
+            out[name] = value if name in INT_FIELDS else value[:MAX_TEXT]
+    if owner.unreadable:
+        out["unreadable"] = sorted(owner.unreadable)
+    return out
+
+
+def decode_owner(obj: object, what: str = "an owner") -> Owner:
+    """An owner from the wire. Keys this version does not know are ignored (a newer agent may
+    send more), and so are source names in ``unreadable`` outside ``SOURCES``; a known key
+    with a wrong type or size is a WireError, like any other field."""
+    d = f.obj(obj, what)
+    values: dict[str, Any] = {}
+    for name in OWNER_FIELDS:
+        if name in INT_FIELDS:
+            values[name] = f.whole(d, name, what, 0, f.MAX_UID, optional=True)
+        else:
+            values[name] = f.text(d, name, what, optional=True)
+    raw = f.seq(d, "unreadable", what, f.MAX_SOURCES, optional=True)
+    sources: set[str] = set()
+    for source in raw or ():
+        if not isinstance(source, str) or len(source) > f.MAX_SOURCE:
+            raise WireError(f"{what}: 'unreadable' must list source names.")
+        if source in SOURCES:
+            sources.add(source)
+    return Owner(**values, unreadable=frozenset(sources))
 
 
 def _encode_host_sample(h: HostSample) -> dict[str, Any]:
@@ -272,7 +311,13 @@ def _decode_process(obj: object) -> ProcessSample:
         cpu_percent=f.req_num(d, "cpu_percent", what, 0.0, 100.0 * MAX_CORES),
         rss=f.req_whole(d, "rss", what),
         cpu_time_s=f.req_num(d, "cpu_time_s", what),
+        owner=_decode_optional_owner(d, what),
     )
+
+
+def _decode_optional_owner(d: Mapping[str, Any], what: str) -> Owner | None:
+    raw = f.field(d, "owner", what, optional=True)  # old agents do not send it
+    return None if raw is None else decode_owner(raw, f"{what}: the owner")
 
 
 def _counters(d: Mapping[str, Any], key: str, what: str) -> tuple[int, ...] | None:

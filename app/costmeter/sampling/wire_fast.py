@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from costmeter.core.model import DeviceSample, GpuProcess, HostSample, ProcessSample, Tick
+from costmeter.core.owner import INT_FIELDS, OWNER_FIELDS, SOURCES, Owner
 from costmeter.sampling.wire_fields import (
     BIG,
     MAX_CMDLINE,
@@ -21,9 +22,12 @@ from costmeter.sampling.wire_fields import (
     MAX_PACKAGES,
     MAX_PID,
     MAX_PROCESSES,
+    MAX_SOURCE,
+    MAX_SOURCES,
     MAX_TEXT,
     MAX_TS,
     MAX_U64,
+    MAX_UID,
 )
 
 __all__ = ["Miss", "fast_tick"]
@@ -137,6 +141,46 @@ def _device_sample(d: Any) -> DeviceSample:
     )
 
 
+_TEXT_FIELDS = frozenset(name for name in OWNER_FIELDS if name not in INT_FIELDS)
+_SOURCES = frozenset(SOURCES)
+_OWNERS: dict[tuple[tuple[str, Any], ...], Owner] = {}
+_MAX_OWNERS = 4096
+
+
+def _owner(v: Any) -> Owner | None:
+    # Only the known fields are sent: walk what is there (keys this version does not know are
+    # ignored, as by the checked decoder).
+    if v is None:
+        return None
+    if v.__class__ is not dict:
+        raise Miss
+    values: dict[str, Any] = {}
+    for key, x in v.items():
+        if x is None:
+            continue
+        if key in _TEXT_FIELDS:
+            if x.__class__ is not str or len(x) > MAX_TEXT:
+                raise Miss
+            values[key] = x
+        elif key in INT_FIELDS:
+            values[key] = _whole(x, 0, MAX_UID)
+        elif key == "unreadable":
+            names = _list(x, MAX_SOURCES)
+            if not all(n.__class__ is str and len(n) <= MAX_SOURCE for n in names):
+                raise Miss
+            values[key] = _SOURCES.intersection(names)
+    # A process sends the same owner with every tick: build each one once per many ticks.
+    # The key holds only values checked above (str, int, frozenset), so equal keys are equal
+    # owners (no 1 == True mix-ups).
+    ident = tuple(values.items())
+    owner = _OWNERS.get(ident)
+    if owner is None:
+        if len(_OWNERS) >= _MAX_OWNERS:
+            _OWNERS.clear()
+        owner = _OWNERS[ident] = Owner(**values)
+    return owner
+
+
 def _process(d: Any) -> ProcessSample:
     d = _dict(d)
     return ProcessSample(
@@ -148,6 +192,7 @@ def _process(d: Any) -> ProcessSample:
         cpu_percent=_num(d["cpu_percent"], 0.0, 100.0 * MAX_CORES),
         rss=_whole(d["rss"]),
         cpu_time_s=_num(d["cpu_time_s"], 0.0, BIG),
+        owner=_owner(d.get("owner")),
     )
 
 

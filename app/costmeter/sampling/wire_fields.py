@@ -23,6 +23,11 @@ MAX_PACKAGES = 64
 #: Timestamps: seconds since the epoch, before the year 2500.
 MAX_TS = 16_725_225_600.0
 MAX_PID = 2**32
+#: Unix user ids are 32-bit unsigned.
+MAX_UID = 2**32 - 1
+#: An owner's ``unreadable`` list: at most this many source names, each at most ``MAX_SOURCE``.
+MAX_SOURCES = 16
+MAX_SOURCE = 64
 
 
 class WireError(CostmeterError):

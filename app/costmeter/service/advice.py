@@ -16,6 +16,7 @@ from costmeter.advice.thresholds import Thresholds
 from costmeter.config import Config
 from costmeter.core.errors import ConfigError
 from costmeter.service.advice_facts import gather_facts
+from costmeter.service.advice_owners import name_owners, owners_from
 from costmeter.store import Store, advice_states, clear_advice_state, set_advice_state
 
 #: advice_state.state values.
@@ -62,6 +63,9 @@ def advise(
     messages.extend(notes)
     found, failed = evaluate(facts, thresholds)
     messages.extend(failed)
+    if found:  # who each one is about: one attribution pass over the window
+        owners = owners_from(store.attribution(facts.start, facts.end), config.attribution.rules)
+        found = name_owners(found, facts, owners)
     states = _states(store, end)
     active = sorted((r for r in found if r.key not in states), key=_order)
     hidden = sorted((r for r in found if r.key in states), key=_order)

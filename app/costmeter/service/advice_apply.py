@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from costmeter.core import CostmeterError
+from costmeter.core.tags import clean_tags, format_tags
 from costmeter.service.run_launch import LaunchError, LaunchForm, LaunchRequest, build_request
 from costmeter.store import Store
 from costmeter.store.runs import RunRow
@@ -100,6 +101,8 @@ def relaunch_plan(row: RunRow, changes: Mapping[str, Any]) -> RelaunchPlan:
         budget=f"{budget:g}" if isinstance(budget, int | float) and budget > 0 else "",
         time_limit=_duration(spec.get("time_limit_s")),
         per_gpu=per_gpu,
+        # A child run is paid for by whoever paid for its parent.
+        tags=format_tags(row.tags or clean_tags(spec.get("tags"))),
     )
     return RelaunchPlan(form=form, parent_id=row.id, env=env, changes=tuple(words))
 

@@ -19,6 +19,7 @@ from costmeter.core.model import DeviceUsage
 from costmeter.cost.forecast import day_start
 from costmeter.cost.ledger import J_PER_KWH, price_usage
 from costmeter.cost.pricing import Pricing
+from costmeter.service.budgets import budget_status
 from costmeter.service.run_costs import live_figures
 from costmeter.store import DeviceWindow, Store, device_windows
 from costmeter.store.queries import Series as StoredSeries
@@ -97,6 +98,8 @@ def gather_facts(
             runs=tuple(runs),
             catalog=catalog(pricing),
             day_budget=_day_budget(store, config, pricing, end),
+            # Each [[budgets]] owner today and this month (one chargeback per period and by).
+            owner_budgets=tuple(s.facts() for s in budget_status(store, config, now=end)),
         ),
         notes,
     )

@@ -1,4 +1,5 @@
-"""Alerts the desktop app turns into notifications: GPUs idle but allocated, a budget crossed.
+"""Alerts the desktop app turns into notifications: GPUs idle but allocated, a budget crossed
+(the global daily budget, or an owner's ``[[budgets]]`` entry).
 
 Each watcher is fed ticks or totals and returns an ``Alert`` once per episode, so a GPU that stays
 idle for hours is reported once, and again only after it did some work or was freed.
@@ -6,11 +7,13 @@ idle for hours is reported once, and again only after it did some work or was fr
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from costmeter.core.model import DeviceSample
 from costmeter.cost.rates import gpu_state
+from costmeter.service.budgets import BudgetStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,20 +59,67 @@ class IdleAllocatedWatch:
         return alerts
 
 
+class OncePer:
+    """Remembers, per key, the period (a day, a month) it was last told about: an alert goes out
+    once per key and period."""
+
+    def __init__(self) -> None:
+        self._told: dict[Hashable, str] = {}
+
+    def first(self, key: Hashable, period: str) -> bool:
+        """True the first time ``key`` is seen in ``period`` (and remembers it)."""
+        if self._told.get(key) == period:
+            return False
+        self._told[key] = period
+        return True
+
+
 class BudgetWatch:
-    """Today's cost crossing the daily budget, once per day."""
+    """Today's cost crossing the daily budget (``[alerts] daily_budget``), once per day."""
 
     def __init__(self, budget: float | None) -> None:
         self.budget = budget
-        self._told_day: str | None = None
+        self._once = OncePer()
 
     def update(self, day: str, cost_today: float, money: str, budget_text: str) -> Alert | None:
-        if self.budget is None or cost_today < self.budget or self._told_day == day:
+        if self.budget is None or cost_today < self.budget:
             return None
-        self._told_day = day
+        if not self._once.first(("all", "day"), day):
+            return None
         return Alert(
             "budget",
             "Daily budget crossed",
             f"Today's cost is {money}, over the daily budget of {budget_text}.",
             f"budget:{day}",
         )
+
+
+class OwnerBudgetWatch:
+    """Each ``[[budgets]]`` owner passing its daily budget (once per owner per day) or its
+    monthly budget (once per owner per month): keyed by (by, key, period)."""
+
+    def __init__(self) -> None:
+        self._once = OncePer()
+
+    def update(
+        self, statuses: Sequence[BudgetStatus], money: Callable[[float, str], str]
+    ) -> list[Alert]:
+        """``money(amount, currency)`` formats an amount ("$52.10")."""
+        alerts = []
+        for s in statuses:
+            b = s.budget
+            name = s.label[:1].upper() + s.label[1:]
+            day = datetime.fromtimestamp(s.day_start).strftime("%Y-%m-%d")
+            for period, when, spent, limit, over in (
+                ("daily", day, s.spent_today, b.daily, s.daily_over),
+                ("monthly", day[:7], s.month_to_date, b.monthly, s.monthly_over),
+            ):
+                if limit is None or not over or not self._once.first((b.by, b.key, period), when):
+                    continue
+                figures = f"{money(spent, s.currency)} of {money(limit, s.currency)}"
+                text = f"{name} passed its {period} budget: {figures}"
+                alerts.append(
+                    Alert("budget", f"{name} passed its {period} budget", text + ".",
+                          f"budget:{b.by}:{b.key}:{period}:{when}")
+                )  # fmt: skip
+        return alerts

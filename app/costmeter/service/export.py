@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from costmeter.cost.chargeback import Amounts, ChargebackReport
 from costmeter.store.queries import Series
 
 CSV_COLUMNS = ("ts", "min", "avg", "max", "resolution")
@@ -86,3 +87,38 @@ def write_series(
         Path(tmp).unlink(missing_ok=True)
         raise
     return len(series)
+
+
+# -- who pays (the GUI's "Export CSV…"; `costmeter report --by ... --format csv` is the CLI's) --
+def chargeback_csv_rows(report: ChargebackReport) -> Iterator[list[str]]:
+    """Header, one row per owner, then unattributed, idle and total (amounts unrounded)."""
+    amounts = ("gpu_hours", "energy_kwh", "cost", "idle_cost", "carbon_kg")
+    yield ["kind", *report.by, *amounts, "share", "currency", "start", "end", "share_idle"]
+    total = report.total.cost
+    period = [report.currency, iso_utc(report.start), iso_utc(report.end), str(report.share_idle)]
+
+    def line(kind: str, keys: list[str], values: Amounts, share: float | None) -> list[str]:
+        shared = "" if share is None else repr(share)
+        return [kind, *keys, *(repr(getattr(values, a)) for a in amounts), shared, *period]
+
+    for g in report.groups:
+        yield line("group", [g.key.get(d) or "" for d in report.by], g.amounts, g.share)
+    blank = [""] * len(report.by)
+    for kind, values in (("unattributed", report.unattributed), ("idle", report.idle)):
+        yield line(kind, blank, values, values.cost / total if total else 0.0)
+    yield line("total", blank, report.total, None)
+
+
+def write_chargeback_csv(path: str | os.PathLike[str], report: ChargebackReport) -> int:
+    """Write ``report`` as CSV to ``path`` (whole or not at all); returns the owner rows written."""
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
+            csv.writer(out, lineterminator="\n").writerows(chargeback_csv_rows(report))
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return len(report.groups)

@@ -1,9 +1,10 @@
 """Ending a process the user picked from the Processes page, safely and without Qt.
 
 The GUI asks for confirmation and then calls ``terminate``; everything that can go wrong comes
-back as one sentence for the status bar, never as an exception. Three refusals protect the user
-from a stale table: simulated PIDs (they name no real process), this app itself, and a PID that
-was reused by a new process since it was sampled (detected by its start time).
+back as one sentence for the status bar, never as an exception. Refusals protect the user from
+a stale table: simulated PIDs and the negative PIDs standing for an exporter's Kubernetes
+workloads (they name no real process), this app itself, and a PID that was reused by a new
+process since it was sampled (detected by its start time).
 """
 
 from __future__ import annotations
@@ -30,6 +31,11 @@ def refusal(pid: int) -> str | None:
         return (
             f"PID {pid} is a simulated process (part of --simulate), so there is nothing to "
             "terminate."
+        )
+    if pid < 0:  # costmeter.service.remote.pods: a workload named by dcgm-exporter, no PID
+        return (
+            f"PID {pid} stands for a Kubernetes workload that dcgm-exporter reported, not a "
+            "process of this machine; Costmeter will not terminate it (use kubectl)."
         )
     if pid == os.getpid():
         return f"PID {pid} is Costmeter itself; quit the app instead of terminating it."

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from costmeter.core import CostmeterError, units
+from costmeter.core.tags import TagError, parse_tag_list
 from costmeter.core.units import parse_duration
 from costmeter.plugin_api import RunSpec
 from costmeter.runs.commands import GridError, default_name, expand_grid, parse_grid, placeholders
@@ -46,6 +47,8 @@ class LaunchForm:
     per_gpu: int = 1
     #: A simulated workload profile for the runs' PIDs; None: each GPU's own.
     profile: str | None = None
+    #: ``team=vision, owner=alice``: tags on every run (commas or new lines between tags).
+    tags: str = ""
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,15 @@ def parse_money(text: str) -> float | None:
         return units.parse_money(text)
     except ValueError as exc:
         raise LaunchError(str(exc), "budget") from None
+
+
+def parse_tags(text: str) -> dict[str, str]:
+    """The tags field: ``team=vision, owner=alice``, the rules of ``--tag`` (keys of letters,
+    digits, ``_ . -``; printable values; at most 32; a key given twice keeps its last value)."""
+    try:
+        return parse_tag_list(text)
+    except TagError as exc:
+        raise LaunchError(str(exc), "tags") from None
 
 
 def parse_limit(text: str) -> float | None:
@@ -199,6 +211,7 @@ def build_request(form: LaunchForm, *, gpu_limit: int | None) -> LaunchRequest:
         raise LaunchError("Each GPU must take at least one run.", "per_gpu")
     budget = parse_money(form.budget)
     limit = parse_limit(form.time_limit)
+    tags = parse_tags(form.tags)
     points = _points(form, argv)
     try:
         specs = tuple(
@@ -209,6 +222,7 @@ def build_request(form: LaunchForm, *, gpu_limit: int | None) -> LaunchRequest:
                 name=name,
                 budget=budget,
                 time_limit_s=limit,
+                tags=dict(tags),
             )
             for name, run_argv in points
         )

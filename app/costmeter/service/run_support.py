@@ -123,6 +123,7 @@ def record_refused(
         host=socket.gethostname(),
         command_key=command_key(spec.argv, spec.gpus),
         sweep=sweep,
+        tags=dict(spec.tags),
         gpus=[],
         pids=[],
         message=message,

@@ -205,6 +205,7 @@ class RunService:
             command_key=command_key(spec.argv, spec.gpus),
             sweep=sweep,
             parent_id=parent_id,
+            tags=dict(spec.tags),
             gpus=[],
             pids=[],
             currency=self.pricing.currency,

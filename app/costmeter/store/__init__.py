@@ -8,6 +8,13 @@ from costmeter.store.advice_queries import (
     device_windows,
     set_advice_state,
 )
+from costmeter.store.attribution import (
+    Attribution,
+    CpuUse,
+    GpuFree,
+    GpuShare,
+    ProcessRecord,
+)
 from costmeter.store.database import default_db_path, open_database
 from costmeter.store.lock import RecorderLock
 from costmeter.store.queries import DEVICE_SERIES, HOST_SERIES, Series
@@ -22,10 +29,15 @@ __all__ = [
     "MIGRATIONS",
     "SCHEMA_VERSION",
     "AdviceState",
+    "Attribution",
+    "CpuUse",
     "Cutoffs",
     "DeviceRecord",
     "DeviceWindow",
+    "GpuFree",
+    "GpuShare",
     "HostRecord",
+    "ProcessRecord",
     "RecorderLock",
     "RetentionPolicy",
     "Series",

@@ -79,6 +79,7 @@ def apply_retention(conn: sqlite3.Connection, policy: RetentionPolicy, now: floa
             ("device_samples", device_ids, raw),
             ("gpu_process_samples", device_ids, raw),
             ("device_rollup_1m", device_ids, minute),
+            ("gpu_share_1m", device_ids, minute),
             ("device_rollup_1h", device_ids, hour),
             ("host_samples", host_ids, raw),
             ("host_rollup_1m", host_ids, minute),

@@ -7,8 +7,12 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
+from typing import cast
 
 from costmeter.core.model import DeviceInfo, DeviceSample, HostInfo, HostSample, Interval, Tick
+from costmeter.core.owner import Owner
+from costmeter.store.schema import OWNER_COLUMNS
+from costmeter.store.share_rollup import ShareSums, tick_shares
 
 #: Rows are built in their stored form (integer units, Python's half-to-even ``round``): measured
 #: about 0.9 us per row here against about 1.4 us for ``CAST(round(? * 1000) AS INTEGER)`` in the
@@ -20,6 +24,27 @@ DEVICE_VALUES = attrgetter(
 HOST_INSERT = "INSERT OR REPLACE INTO host_samples VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 GPU_PROC_INSERT = "INSERT OR REPLACE INTO gpu_process_samples VALUES (?,?,?,?,?)"
 PROC_INSERT = "INSERT OR REPLACE INTO process_samples VALUES (?,?,?,?,?)"
+_OWNER_NAMES = tuple(name for name, _ in OWNER_COLUMNS)
+_OWNER_GETTER = attrgetter(*_OWNER_NAMES[:-1])
+PROCESS_INSERT = (
+    "INSERT OR IGNORE INTO processes (host_id, pid, create_time, name, cmdline, user,"
+    f" {', '.join(_OWNER_NAMES)}) VALUES (?, ?, ?, ?, ?, ?{', ?' * len(_OWNER_NAMES)})"
+)
+#: Fills in the owner of a row that has none yet (``unreadable IS NULL`` marks "not recorded").
+PROCESS_OWNER_UPDATE = (
+    "UPDATE processes SET user = CASE WHEN coalesce(user, '') IN ('', '?') AND ? IS NOT NULL"
+    " THEN ? ELSE user END, "
+    + ", ".join(f"{name} = ?" for name in _OWNER_NAMES)
+    + " WHERE id = ? AND unreadable IS NULL"
+)
+_NO_OWNER: tuple[object, ...] = (None,) * len(_OWNER_NAMES)
+
+
+def owner_values(owner: Owner | None) -> tuple[object, ...]:
+    """The owner columns of ``processes`` for ``owner`` (all NULL for None)."""
+    if owner is None:
+        return _NO_OWNER
+    return (*_OWNER_GETTER(owner), ",".join(sorted(owner.unreadable)))
 
 
 def _int(v: float | None) -> int | None:
@@ -59,6 +84,11 @@ class Batch:
     host_spans: dict[int, list[float]] = field(default_factory=dict)
     device_lost: dict[int, float] = field(default_factory=dict)
     host_seen: dict[int, float] = field(default_factory=dict)
+    #: Per-process GPU shares by (device, minute, process), for ``gpu_share_1m``; the
+    #: (device, ts ms) of the ticks with processes, and those the batch holds twice.
+    share_sums: ShareSums = field(default_factory=dict)
+    share_ticks: set[tuple[int, int]] = field(default_factory=set)
+    share_dups: set[tuple[int, int]] = field(default_factory=set)
 
     @staticmethod
     def ms_spans(spans: dict[int, list[float]]) -> dict[int, list[int]]:
@@ -89,6 +119,8 @@ class Registry:
         self.devices: dict[str, int] = dict(conn.execute("SELECT uuid, id FROM devices"))
         self.procs: dict[tuple[int, int, float], int] = {}
         self.latest_proc: dict[tuple[int, int], int] = {}
+        #: Processes (ids) seen in this transaction whose row has no owner recorded yet.
+        self.ownerless: set[int] = set()
 
     def cpu_counts(self) -> dict[int, int]:
         return {hid: cpus for hid, cpus in self.hosts.values()}
@@ -164,8 +196,13 @@ class Registry:
         name: str = "",
         cmdline: str = "",
         user: str = "",
+        owner: Owner | None = None,
     ) -> int:
-        """A process's id; a GPU process seen without its CPU-side sample reuses the last one."""
+        """A process's id; a GPU process seen without its CPU-side sample reuses the last one.
+
+        The owner is written with the row on first sight; a row first written without one
+        (the owner was not read yet) gets it once, the first time a sample carries it.
+        """
         if create_time is None:
             latest = self.latest_proc.get((host_id, pid))
             if latest is not None:
@@ -174,16 +211,26 @@ class Registry:
         key = (host_id, pid, create_time)
         pid_id = self.procs.get(key)
         if pid_id is None:
+            if owner is not None and owner.user and user in ("", "?"):
+                user = owner.user
             self.conn.execute(
-                "INSERT OR IGNORE INTO processes (host_id, pid, create_time, name, cmdline, user)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (host_id, pid, create_time, name, cmdline, user),
+                PROCESS_INSERT,
+                (host_id, pid, create_time, name, cmdline, user, *owner_values(owner)),
             )
             row = self.conn.execute(
-                "SELECT id FROM processes WHERE host_id = ? AND pid = ? AND create_time = ?", key
+                "SELECT id, unreadable IS NULL FROM processes"
+                " WHERE host_id = ? AND pid = ? AND create_time = ?",
+                key,
             ).fetchone()
             pid_id = int(row[0])
             self.procs[key] = pid_id
+            if row[1]:
+                self.ownerless.add(pid_id)
+        if owner is not None and pid_id in self.ownerless:
+            self.ownerless.discard(pid_id)
+            self.conn.execute(
+                PROCESS_OWNER_UPDATE, (owner.user, owner.user, *owner_values(owner), pid_id)
+            )
         self.latest_proc[(host_id, pid)] = pid_id
         return pid_id
 
@@ -261,8 +308,10 @@ def add_tick(batch: Batch, reg: Registry, tick: Tick) -> None:
         if hs.processes:
             t = ms(hs.ts)
             for p in hs.processes:
-                pid = reg.proc_id(hid, p.pid, p.create_time, p.name, p.cmdline, p.user)
+                pid = reg.proc_id(hid, p.pid, p.create_time, p.name, p.cmdline, p.user, p.owner)
                 batch.proc_rows.append((pid, t, p.cpu_percent, p.rss, p.cpu_time_s))
+    for p in tick.processes:  # known by owner only (an exporter's pods): no CPU-side rows
+        reg.proc_id(hid, p.pid, p.create_time, p.name, p.cmdline, p.user, p.owner)
     if tick.ts > batch.host_seen.get(hid, 0.0):
         batch.host_seen[hid] = tick.ts
     rows = batch.device_rows
@@ -286,10 +335,26 @@ def add_tick(batch: Batch, reg: Registry, tick: Tick) -> None:
         elif ts < span[0]:
             span[0] = ts
         if s.processes:
-            t = ms(s.ts)
+            dev = rows[-1]
+            t = cast(int, dev[1])
+            procs: dict[int, tuple[int, int | None, int | None]] = {}
             for gp in s.processes:
                 proc = reg.proc_id(hid, gp.pid)
-                batch.gpu_proc_rows.append((did, t, proc, gp.used_memory, _int(gp.sm_util)))
+                sm = _int(gp.sm_util)
+                batch.gpu_proc_rows.append((did, t, proc, gp.used_memory, sm))
+                procs[proc] = (proc, gp.used_memory, sm)  # the row kept is the last one
+            if (did, t) in batch.share_ticks:
+                batch.share_dups.add((did, t))
+            batch.share_ticks.add((did, t))
+            tick_shares(
+                batch.share_sums,
+                did,
+                t,
+                cast(int, dev[2]),
+                cast("int | None", dev[3]),
+                cast("int | None", dev[7]),
+                tuple(procs.values()),
+            )
 
 
 def write_batch(conn: sqlite3.Connection, batch: Batch) -> None:

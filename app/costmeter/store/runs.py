@@ -14,17 +14,19 @@ import os
 import sqlite3
 import threading
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from costmeter.core.model import HostUsage
+from costmeter.core.tags import clean_tags
 from costmeter.store.database import DEFAULT_BUSY_TIMEOUT, open_database
 from costmeter.store.retention import read_cutoffs
 from costmeter.store.usage import host_usage
 
-_JSON_COLUMNS = frozenset({"spec", "gpus", "pids", "handle_data"})
+_JSON_COLUMNS = frozenset({"spec", "gpus", "pids", "handle_data", "tags"})
+_OBJECT_COLUMNS = frozenset({"spec", "handle_data", "tags"})
 #: A process counts as the run's when it started no earlier than this before the run (clock
 #: granularity of ``create_time``); older processes with a reused PID are someone else's.
 CREATE_SLACK_S = 2.0
@@ -61,6 +63,8 @@ class RunRow:
     estimate_runs: int | None
     #: The run this one was relaunched from (an applied recommendation); None otherwise.
     parent_id: int | None = None
+    #: ``--tag KEY=VALUE`` of the run (a JSON object in the ``tags`` column).
+    tags: dict[str, str] = field(default_factory=dict)
 
     @property
     def duration_s(self) -> float | None:
@@ -113,14 +117,26 @@ class RunSamples:
 
 def _decode(row: sqlite3.Row | tuple[Any, ...]) -> RunRow:
     values = dict(zip(_COLUMNS, row, strict=True))
-    for col in _JSON_COLUMNS:
+    raw_tags = values.pop("tags")
+    for col in _JSON_COLUMNS - {"tags"}:
         raw = values[col]
-        values[col] = json.loads(raw) if raw else ({} if col in ("spec", "handle_data") else [])
+        values[col] = json.loads(raw) if raw else ({} if col in _OBJECT_COLUMNS else [])
     values["message"] = values["message"] or ""
+    values["tags"] = _decode_tags(raw_tags)
     return RunRow(**values)
 
 
+def _decode_tags(raw: str | None) -> dict[str, str]:
+    """A row's tags; a damaged column reads as no tags rather than hiding the run."""
+    try:
+        return clean_tags(json.loads(raw)) if raw else {}
+    except ValueError:
+        return {}
+
+
 def _encode(col: str, value: object) -> object:
+    if col == "tags" and isinstance(value, Mapping):
+        return json.dumps(dict(value), sort_keys=True)
     if col in _JSON_COLUMNS:
         return json.dumps(value, sort_keys=True)
     return value

@@ -280,10 +280,59 @@ def _migration_4(db: sqlite_utils.Database) -> None:
         db.execute(sql)
 
 
+#: The owner columns migration 5 adds to ``processes``, in ``costmeter.core.owner.OWNER_FIELDS``
+#: order less ``user`` (the existing ``processes.user`` keeps the user name), then ``unreadable``.
+OWNER_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("uid", "INTEGER"),
+    ("job_id", "TEXT"),
+    ("job_user", "TEXT"),
+    ("account", "TEXT"),
+    ("partition", "TEXT"),
+    ("array_job_id", "TEXT"),
+    ("array_task_id", "TEXT"),
+    ("container_id", "TEXT"),
+    ("pod_uid", "TEXT"),
+    ("pod", "TEXT"),
+    ("namespace", "TEXT"),
+    ("container", "TEXT"),
+    ("run_key", "TEXT"),
+    # Comma-joined sources that could not be read; '' when the owner was read and every source
+    # could be, NULL when no owner was recorded for the process (so NULL marks "not yet").
+    ("unreadable", "TEXT"),
+)
+
+
+def _migration_5(db: sqlite_utils.Database) -> None:
+    """Who pays (issue 13): each process's owner, the tags of runs (a JSON object), and the
+    per-minute GPU shares of processes."""
+    for name, kind in OWNER_COLUMNS:
+        db.execute(f"ALTER TABLE processes ADD COLUMN {name} {kind}")
+    db.execute("ALTER TABLE runs ADD COLUMN tags TEXT DEFAULT '{}'")
+    # Runs are found by their handle (COSTMETER_RUN_KEY) when attributing processes.
+    db.execute("CREATE INDEX runs_handle_key ON runs (handle_key)")
+    # Per-process GPU shares per minute (costmeter.store.share_rollup), from the raw rows kept.
+    from costmeter.store.share_rollup import CREATE_SQL, rebuild_shares
+
+    db.execute(CREATE_SQL)
+    row = db.execute("SELECT value FROM store_meta WHERE key = 'raw_cutoff_ms'").fetchone()
+    raw_cutoff = int(row[0]) if row else 0
+    rebuild_shares(db.conn, raw_cutoff)
+    # Minutes before the raw rows that were left have no shares: attribution starts here.
+    db.execute(
+        "INSERT OR REPLACE INTO store_meta (key, value) VALUES ('share_from_ms', ?)", [raw_cutoff]
+    )
+
+
 Migration = Callable[["sqlite_utils.Database"], None]
 
 #: Migration ``i`` (0-based) takes the schema from version ``i`` to ``i + 1``.
-MIGRATIONS: list[Migration] = [_migration_1, _migration_2, _migration_3, _migration_4]
+MIGRATIONS: list[Migration] = [
+    _migration_1,
+    _migration_2,
+    _migration_3,
+    _migration_4,
+    _migration_5,
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from costmeter.core.model import DeviceUsage, HostUsage
 from costmeter.store import queries, usage
+from costmeter.store.attribution import Attribution, attribution
 from costmeter.store.database import DEFAULT_BUSY_TIMEOUT, open_database
 from costmeter.store.errors import classify, is_busy
 from costmeter.store.holders import describe_holders
@@ -27,6 +28,7 @@ from costmeter.store.retention import Cutoffs, RetentionPolicy, apply_retention,
 from costmeter.store.rollup import HOUR_MS, MINUTE_MS, rebuild_rollups
 from costmeter.store.runs import RunStore
 from costmeter.store.schema import schema_version
+from costmeter.store.share_rollup import rebuild_shares
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +213,23 @@ class Store:
         with self._using():
             return usage.host_usage(self._conn, start, end, self._cutoffs(), coarse)
 
+    def attribution(
+        self, start: float, end: float, *, bucket_s: float | None = None
+    ) -> Attribution:
+        """Who used what in ``[start, end)`` (raw samples only; see ``store.attribution``):
+        per-process GPU shares, free GPU time, CPU core-seconds, the processes with their
+        owners and runs, and the runs' tags; per ``bucket_s`` bucket when given. Read in one
+        snapshot, so the parts add up."""
+        with self._using():
+            began = not self._conn.in_transaction
+            if began:
+                self._conn.execute("BEGIN")  # deferred: a read snapshot, no lock taken
+            try:
+                return attribution(self._conn, start, end, self._cutoffs(), bucket_s=bucket_s)
+            finally:
+                if began and self._conn.in_transaction:
+                    self._conn.execute("COMMIT")
+
     def time_range(self) -> tuple[float, float] | None:
         """First and last sample time over every resolution, or None for an empty store."""
         firsts: list[int] = []
@@ -279,6 +298,7 @@ class Store:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 rebuild_rollups(self._conn)
+                rebuild_shares(self._conn, read_cutoffs(self._conn).raw)
                 self._conn.execute("COMMIT")
             except BaseException:
                 self._conn.execute("ROLLBACK")

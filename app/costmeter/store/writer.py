@@ -38,6 +38,7 @@ from costmeter.store.lock import RecorderLock
 from costmeter.store.retention import Cutoffs, RetentionPolicy, apply_retention, read_cutoffs
 from costmeter.store.rollup import update_rollups, write_fresh_device_minutes
 from costmeter.store.rows import Batch, Registry, add_tick, write_batch
+from costmeter.store.share_rollup import stale_minutes, write_share_minutes
 
 log = logging.getLogger(__name__)
 
@@ -333,6 +334,14 @@ class Writer:
                     for did in batch.device_spans
                 }
                 write_batch(conn, batch)
+                write_share_minutes(
+                    conn,
+                    batch.share_sums,
+                    stale_minutes(
+                        batch.ms_spans(batch.device_spans), last_stored, batch.share_dups
+                    ),
+                    raw_cutoff=cutoffs.raw,
+                )
                 done = write_fresh_device_minutes(
                     conn, batch.device_rows, last_stored, raw_cutoff=cutoffs.raw
                 )

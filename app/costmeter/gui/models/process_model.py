@@ -22,6 +22,7 @@ from PySide6.QtCore import (
 )
 
 from costmeter.core import Tick
+from costmeter.core.owner import OWNER_FIELDS, Owner
 from costmeter.core.units import format_bytes
 from costmeter.gui.models.headers import header_data
 
@@ -51,6 +52,18 @@ class ProcessRow:
     create_time: float | None = None
     #: Per-GPU detail for the tooltip: "GPU 0: 10.0 GiB, 95 % SM".
     gpu_detail: str = ""
+    #: Who the process belongs to, as the sampler read it (None: not read).
+    owner: Owner | None = None
+
+    @property
+    def job(self) -> str:
+        """The Slurm job ("123", or "100_7" for an array task), "" when none."""
+        return job_text(self.owner)
+
+    @property
+    def container(self) -> str:
+        """The container's name or short id, with its pod; "" when none."""
+        return container_text(self.owner)
 
     @property
     def label(self) -> str:
@@ -68,10 +81,22 @@ COLUMNS: tuple[str, ...] = (
     "CPU %",
     "RSS",
     "Run",
+    "Job",
+    "Container",
 )
-(COL_PID, COL_USER, COL_COMMAND, COL_GPU, COL_GPU_MEM, COL_SM, COL_CPU, COL_RSS, COL_RUN) = range(
-    len(COLUMNS)
-)
+(
+    COL_PID,
+    COL_USER,
+    COL_COMMAND,
+    COL_GPU,
+    COL_GPU_MEM,
+    COL_SM,
+    COL_CPU,
+    COL_RSS,
+    COL_RUN,
+    COL_JOB,
+    COL_CONTAINER,
+) = range(len(COLUMNS))
 _NUMERIC = frozenset({COL_PID, COL_GPU, COL_GPU_MEM, COL_SM, COL_CPU, COL_RSS})
 _HEADER_TIPS = {
     COL_GPU: "Indices of the GPUs this process holds memory on",
@@ -81,7 +106,72 @@ _HEADER_TIPS = {
     COL_CPU: "CPU use in percent of one core (over 100 % uses several cores)",
     COL_RSS: "Resident memory on the host",
     COL_RUN: "The Costmeter run the process belongs to (Runs page, or costmeter run)",
+    COL_JOB: "The Slurm job the process belongs to (its environment or its cgroup)",
+    COL_CONTAINER: "The container (name or short id) and Kubernetes pod the process runs in",
 }
+#: An owner filter's dimensions the rows can be matched on (see ``owner_matches``).
+OWNER_FILTER_DIMENSIONS = ("user", "job", "account", "container", "pod", "namespace")
+
+
+def job_text(owner: Owner | None) -> str:
+    if owner is None:
+        return ""
+    if owner.array_job_id and owner.array_task_id:
+        return f"{owner.array_job_id}_{owner.array_task_id}"
+    return owner.job_id or ""
+
+
+def _short_container(owner: Owner) -> str:
+    return owner.container or (owner.container_id[:12] if owner.container_id else "")
+
+
+def container_text(owner: Owner | None) -> str:
+    if owner is None:
+        return ""
+    name, pod = _short_container(owner), owner.pod or (owner.pod_uid or "")[:8]
+    if name and pod:
+        return f"{name} (pod {pod})"
+    return name or (f"pod {pod}" if pod else "")
+
+
+def owner_tooltip(owner: Owner | None) -> str:
+    """Every identifier read for the process, and what could not be read."""
+    if owner is None:
+        return "Owner not read for this process"
+    lines = [
+        f"{name}: {value}" for name in OWNER_FIELDS if (value := getattr(owner, name)) is not None
+    ]
+    if owner.unreadable:
+        lines.append("could not read: " + ", ".join(sorted(owner.unreadable)))
+    return "\n".join(lines) or "Nothing is known about who owns this process"
+
+
+def owner_matches(row: ProcessRow, key: Mapping[str, str | None]) -> bool:
+    """Whether ``row`` belongs to the owner ``key`` (dimension -> value), as chargeback groups
+    owners; dimensions a live process cannot tell (run, tag, project, host) are not checked."""
+    o = row.owner
+    for dim, value in key.items():
+        if dim not in OWNER_FILTER_DIMENSIONS:
+            continue
+        if dim == "user":
+            users = {row.user} | ({o.user, o.job_user} if o is not None else set())
+            if value not in users:
+                return False
+            continue
+        if o is None:
+            return False
+        have = {
+            "job": job_text(o),
+            "account": o.account,
+            "container": _short_container(o),
+            "pod": o.pod or o.pod_uid,
+            "namespace": o.namespace,
+        }[dim]
+        if (have or None) != value:
+            return False
+    return True
+
+
 _MISSING = -1.0
 
 
@@ -120,6 +210,7 @@ def rows_from_tick(tick: Tick | None, runs: Mapping[int, str] | None = None) -> 
                 run=runs.get(pid, ""),
                 create_time=hp.create_time if hp else None,
                 gpu_detail="\n".join(_gpu_detail(i, m, s) for i, m, s in on),
+                owner=hp.owner if hp else None,
             )
         )
     return rows
@@ -149,6 +240,10 @@ def _display(row: ProcessRow, col: int) -> str:
         return f"{row.cpu_percent:.1f}" if row.cpu_percent is not None else "—"
     if col == COL_RSS:
         return format_bytes(row.rss) if row.rss is not None else "—"
+    if col == COL_JOB:
+        return row.job
+    if col == COL_CONTAINER:
+        return row.container
     return row.run
 
 
@@ -173,6 +268,10 @@ def _sort_key(row: ProcessRow, col: int) -> float | str:
         return num(row.cpu_percent)
     if col == COL_RSS:
         return num(row.rss)
+    if col == COL_JOB:
+        return row.job.lower()
+    if col == COL_CONTAINER:
+        return row.container.lower()
     return row.run.lower()
 
 
@@ -211,6 +310,8 @@ class ProcessTableModel(QAbstractTableModel):
                 return row.command
             if col in (COL_GPU, COL_GPU_MEM, COL_SM) and row.gpu_detail:
                 return row.gpu_detail
+            if col in (COL_USER, COL_JOB, COL_CONTAINER):
+                return owner_tooltip(row.owner)
         return None
 
     def headerData(
@@ -261,11 +362,14 @@ class ProcessTableModel(QAbstractTableModel):
 
 
 class ProcessFilterProxy(QSortFilterProxyModel):
-    """Sorts by ``SORT_ROLE`` and keeps rows whose command, user or PID contains the filter."""
+    """Sorts by ``SORT_ROLE`` and keeps rows whose command, user, job, container or PID contains
+    the filter (and that belong to the owner chosen on the Who pays page, when one is)."""
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._needle = ""
+        self._owner: Mapping[str, str | None] | None = None
+        self._pids: frozenset[int] | None = None
         self.setSortRole(SORT_ROLE)
         self.setDynamicSortFilter(True)
 
@@ -277,15 +381,38 @@ class ProcessFilterProxy(QSortFilterProxyModel):
         self._needle = needle
         self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
 
+    def set_owner_filter(
+        self, key: Mapping[str, str | None] | None, pids: frozenset[int] | None = None
+    ) -> None:
+        """Keep only the processes of the owner ``key`` (None: every owner) and, when given, of
+        ``pids`` (an owner the rows cannot tell, a project or a tag: its processes by PID)."""
+        self.beginFilterChange()
+        self._owner = dict(key) if key else None
+        self._pids = pids
+        self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
+
+    @property
+    def owner_filter(self) -> Mapping[str, str | None] | None:
+        return self._owner if self._owner is not None or self._pids is None else {}
+
     def filterAcceptsRow(self, source_row: int, source_parent: ModelIndex) -> bool:
-        if not self._needle:
+        if not self._needle and self._owner is None and self._pids is None:
             return True
         model = self.sourceModel()
         if not isinstance(model, ProcessTableModel):
             return True
         row = model.row(source_row)
-        return (
-            self._needle in row.command.lower()
-            or self._needle in row.user.lower()
-            or self._needle in str(row.pid)
+        if self._owner is not None and not owner_matches(row, self._owner):
+            return False
+        if self._pids is not None and row.pid not in self._pids:
+            return False
+        return not self._needle or any(
+            self._needle in text
+            for text in (
+                row.command.lower(),
+                row.user.lower(),
+                row.job.lower(),
+                row.container.lower(),
+                str(row.pid),
+            )
         )

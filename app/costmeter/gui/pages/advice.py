@@ -9,8 +9,9 @@ dialog, open Settings).
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from PySide6.QtCore import QSettings, Qt
 from PySide6.QtGui import QFont
@@ -33,8 +34,10 @@ from costmeter.gui.advice_poller import WINDOWS, AdvicePoller, AdviceSnapshot
 from costmeter.gui.context import AppContext
 from costmeter.gui.pages.base import Page
 from costmeter.gui.tasks import alive
+from costmeter.gui.who_pays_data import OwnerFootprint
 from costmeter.gui.widgets.advice_card import AdviceCard, format_savings_money
 from costmeter.gui.widgets.banner import Banner
+from costmeter.gui.widgets.owner_filter_bar import OwnerFilterBar
 from costmeter.service import advice as advice_service
 from costmeter.service.reading import Store
 
@@ -84,6 +87,9 @@ class AdvicePage(Page):
         #: Keys hidden here before the database says so (a dismiss or snooze being written).
         self.pending: set[str] = set()
         self._banner_level = ""
+        #: Only findings about this owner (chosen on the Who pays page), or None for all.
+        self.owner_key: dict[str, str | None] | None = None
+        self.owner: OwnerFootprint | None = None
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(16, 12, 16, 12)
@@ -127,6 +133,9 @@ class AdvicePage(Page):
         #: Sentences from the engine (a rule that failed, no price known) and from actions.
         self.banner = Banner()
         layout.addWidget(self.banner)
+        self.owner_bar = OwnerFilterBar("finding")
+        self.owner_bar.cleared.connect(lambda: self.filter_owner(None))
+        layout.addWidget(self.owner_bar)
 
         self.list = QWidget()
         self.list.setObjectName("advice-list")
@@ -253,8 +262,35 @@ class AdvicePage(Page):
         return card
 
     def _on_host(self, recs: tuple[Recommendation, ...]) -> list[Recommendation]:
-        """Those about the host chosen in the host selector (all for "All hosts")."""
-        return [r for r in recs if self.ctx.shows_host(r.target.host)]
+        """Those about the host chosen in the host selector (all for "All hosts"), and about the
+        owner chosen on the Who pays page when one is."""
+        return [r for r in recs if self.ctx.shows_host(r.target.host) and self._names_owner(r)]
+
+    def filter_owner(
+        self, key: Mapping[str, str | None] | None, footprint: OwnerFootprint | None = None
+    ) -> None:
+        """Show only the findings that name the owner ``key`` (or, for a finding that names
+        nobody, are about a GPU or a run of its ``footprint``); None shows every finding."""
+        self.owner_key = dict(key) if key else None
+        self.owner = footprint if key else None
+        self.owner_bar.show_owner(key, "findings that name it or are about its GPUs and runs")
+        self._reshow()
+
+    def _names_owner(self, rec: Recommendation) -> bool:
+        if self.owner_key is None:
+            return True
+        target = rec.target
+        if target.owner:  # "alice (82 %)", "project vision": the owner's values as words
+            values = [v for v in self.owner_key.values() if v]
+            return bool(values) and all(
+                re.search(rf"(?<![\w.-]){re.escape(v)}(?![\w.-])", target.owner) for v in values
+            )
+        footprint = self.owner
+        if footprint is None:
+            return False
+        return (target.uuid is not None and target.uuid in footprint.uuids) or (
+            target.run is not None and target.run in footprint.run_ids
+        )
 
     def visible_recommendations(self) -> list[Recommendation]:
         """The active recommendations shown now (on the host chosen, not hidden)."""

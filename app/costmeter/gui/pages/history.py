@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -38,9 +38,11 @@ from costmeter.gui.history_data import (
 )
 from costmeter.gui.pages.base import Page
 from costmeter.gui.theme import colour_for
+from costmeter.gui.who_pays_data import OwnerFootprint
 from costmeter.gui.widgets.history_controls import HistoryControls
 from costmeter.gui.widgets.history_cost import CostPanel
 from costmeter.gui.widgets.history_plot import HistoryPlot
+from costmeter.gui.widgets.owner_filter_bar import OwnerFilterBar
 from costmeter.service.export import write_series
 from costmeter.service.reading import Series, Store
 
@@ -80,6 +82,9 @@ class HistoryPage(Page):
         self._saved: dict[str, str] = {}
         #: A message for the status line until the next read (an export, an error).
         self._note: tuple[str, bool] | None = None
+        #: Only this owner's GPUs (from the Who pays page), and its period to show once.
+        self.owner: OwnerFootprint | None = None
+        self._owner_range: tuple[float, float] | None = None
         self._build()
         self.controls.set_preset("24h")
         self._custom = QTimer(self, singleShot=True, interval=600)
@@ -106,6 +111,9 @@ class HistoryPage(Page):
         body.addWidget(self.costs)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(16, 12, 16, 12)
+        self.owner_bar = OwnerFilterBar("device")
+        self.owner_bar.cleared.connect(lambda: self.filter_owner(None))
+        layout.addWidget(self.owner_bar)
         layout.addWidget(c)
         layout.addLayout(body, 1)
         c.device_box.currentIndexChanged.connect(self._target_changed)
@@ -161,7 +169,9 @@ class HistoryPage(Page):
     def _on_catalogue(self, catalogue: Catalogue) -> None:
         self.span = catalogue.span
         previous = self.current_target()
-        shown = [t for t in catalogue.targets if self.ctx.shows_host(t.host)]  # the host filter
+        shown = [  # the host filter, and the owner's GPUs when one was chosen
+            t for t in catalogue.targets if self.ctx.shows_host(t.host) and self._owner_used(t)
+        ]
         gpus = [t.key for t in shown if t.kind == "device"]
         wanted = previous.key if previous else self._saved.pop("device", gpus[0] if gpus else "")
         self.targets = shown
@@ -174,10 +184,35 @@ class HistoryPage(Page):
             return
         self._fill_metrics(self._saved.pop("metric", ""))
         start, end = float(self._saved.pop("start", 0)), float(self._saved.pop("end", 0))
-        if previous is None and self.controls.preset() == "custom" and end > start:
+        if self._owner_range is not None:
+            self.show_range(*self._owner_range)
+            self._owner_range = None
+        elif previous is None and self.controls.preset() == "custom" and end > start:
             self.show_range(start, end)  # the custom range of the last session
         else:
             self._apply_preset()
+
+    def filter_owner(
+        self, key: Mapping[str, str | None] | None, footprint: OwnerFootprint | None = None
+    ) -> None:
+        """List only the GPUs (and their hosts) the owner used, over the period it was looked
+        at (``footprint`` from the Who pays page); None lists every device again."""
+        self.owner = footprint if key and footprint is not None else None
+        self._owner_range = (footprint.start, footprint.end) if self.owner and footprint else None
+        if self.owner is None:
+            self.owner_bar.show_owner(None)
+        else:
+            count = len(self.owner.uuids)
+            gpus = f"the {count} GPU{'s' if count != 1 else ''} used" if count else "no GPU used"
+            when = f"between {_when(self.owner.start)} and {_when(self.owner.end)}"
+            self.owner_bar.show_owner(key, f"{gpus} {when}, and their hosts")
+        self.on_shown()
+
+    def _owner_used(self, target: Target) -> bool:
+        owner = self.owner
+        if owner is None:
+            return True
+        return target.uuid in owner.uuids if target.kind == "device" else target.host in owner.hosts
 
     def _fill_metrics(self, wanted: str) -> None:
         target = self.current_target()

@@ -13,6 +13,7 @@ from costmeter.gui.theme import colour_for
 from costmeter.gui.widgets.card import Card
 from costmeter.gui.widgets.live_plot import LivePlot
 from costmeter.gui.widgets.savings_card import SavingsCard
+from costmeter.service.budgets import BudgetStatus, describe_over
 from costmeter.service.summary import CostSummary
 
 
@@ -54,6 +55,11 @@ class OverviewPage(Page):
         self.note.setWordWrap(True)
         self.note.setStyleSheet("color: palette(placeholder-text);")
         layout.addWidget(self.note)
+        #: ``[[budgets]]`` owners past their daily or monthly budget (hidden when none).
+        self.budgets_over = QLabel("")
+        self.budgets_over.setWordWrap(True)
+        self.budgets_over.hide()
+        layout.addWidget(self.budgets_over)
         grid = QGridLayout()
         grid.setSpacing(10)
         self.plot_util = LivePlot("GPU utilisation", "%", y_range=(0, 100))
@@ -69,6 +75,7 @@ class OverviewPage(Page):
         layout.addWidget(plots, 1)
         ctx.signals.summary_ready.connect(self._show_cost)
         ctx.signals.summary_failed.connect(self._cost_failed)
+        ctx.signals.budgets_ready.connect(self._show_budgets)
         if ctx.summary is not None:
             self._show_cost(ctx.summary)
 
@@ -98,6 +105,11 @@ class OverviewPage(Page):
             format_money(p.month_end, cur), f"{format_money(p.month_to_date, cur)} so far; {basis}"
         )
         self.ctx.signals.cost_today.emit(today.cost)
+
+    def _show_budgets(self, statuses: tuple[BudgetStatus, ...]) -> None:
+        over = [line for s in statuses for line in describe_over(s, format_money)]
+        self.budgets_over.setText("Over budget: " + "; ".join(over) if over else "")
+        self.budgets_over.setVisible(bool(over))
 
     def _cost_failed(self, message: str) -> None:
         self.note.setText(f"Cost figures could not be read: {message}")

@@ -9,6 +9,7 @@ sends the signal and returns at once (the next sample shows whether the process 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 
 from PySide6.QtCore import QByteArray, QPoint, QSettings, Qt
 from PySide6.QtGui import QGuiApplication
@@ -31,6 +32,7 @@ from costmeter.gui.context import AppContext
 from costmeter.gui.models.process_model import (
     COL_COMMAND,
     COL_GPU_MEM,
+    OWNER_FILTER_DIMENSIONS,
     ProcessFilterProxy,
     ProcessRow,
     ProcessTableModel,
@@ -38,6 +40,8 @@ from costmeter.gui.models.process_model import (
 )
 from costmeter.gui.models.selection import select_first, selected_source_row
 from costmeter.gui.pages.base import Page
+from costmeter.gui.who_pays_data import OwnerFootprint
+from costmeter.gui.widgets.owner_filter_bar import owner_words
 from costmeter.service.processes import refusal, terminate
 from costmeter.service.reading import Store, unfinished_run_names
 
@@ -73,7 +77,7 @@ class ProcessesPage(Page):
         layout.setSpacing(8)
         bar = QHBoxLayout()
         self.filter = QLineEdit()
-        self.filter.setPlaceholderText("Filter by command, user or PID")
+        self.filter.setPlaceholderText("Filter by command, user, job, container or PID")
         self.filter.setClearButtonEnabled(True)
         self.filter.setMaximumWidth(420)
         self.filter.textChanged.connect(self._filter_changed)
@@ -81,6 +85,15 @@ class ProcessesPage(Page):
         self.count = QLabel("")
         self.count.setStyleSheet("color: palette(placeholder-text);")
         bar.addWidget(self.count)
+        self.owner_note = QLabel("")
+        self.owner_note.setObjectName("owner-filter")
+        self.owner_note.hide()
+        bar.addWidget(self.owner_note)
+        self.owner_clear = QPushButton("Show every owner")
+        self.owner_clear.setToolTip("Drop the owner chosen on the Who pays page")
+        self.owner_clear.clicked.connect(lambda: self.filter_owner(None))
+        self.owner_clear.hide()
+        bar.addWidget(self.owner_clear)
         bar.addStretch(1)
         self.terminate_button = QPushButton("Terminate…")
         self.terminate_button.setToolTip("Send SIGTERM to the selected process (asks first)")
@@ -104,7 +117,7 @@ class ProcessesPage(Page):
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.setStretchLastSection(False)
         header.setSectionResizeMode(COL_COMMAND, QHeaderView.ResizeMode.Stretch)
-        for col, width in enumerate((80, 100, 0, 60, 100, 60, 70, 90, 90)):
+        for col, width in enumerate((80, 90, 0, 50, 95, 55, 65, 80, 80, 70, 110)):
             if width:
                 self.table.setColumnWidth(col, width)
         self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
@@ -168,6 +181,30 @@ class ProcessesPage(Page):
         self.proxy.set_filter_text(text)
         self._update_count()
 
+    def filter_owner(
+        self, key: Mapping[str, str | None] | None, footprint: OwnerFootprint | None = None
+    ) -> None:
+        """Show only the processes of the owner ``key`` (dimension -> value, as the Who pays
+        page names owners); None shows every owner again. Rows are matched on their own owners;
+        for what a process does not tell (run, tag, project, host) the ``footprint``'s PIDs on
+        the host shown are kept."""
+        key = dict(key or {})
+        usable = {d: v for d, v in key.items() if d in OWNER_FILTER_DIMENSIONS}
+        pids: frozenset[int] | None = None
+        if key and len(usable) < len(key) and footprint is not None:
+            tick = self.shown_tick()
+            host = tick.host if tick is not None else None
+            pids = frozenset(pid for h, pid in footprint.pids if host is None or h == host)
+        self.proxy.set_owner_filter(usable or None, pids)
+        if usable or pids is not None:
+            self.owner_note.setText(f"Owner: {owner_words(key)}")
+        elif key:
+            names = ", ".join(key)
+            self.owner_note.setText(f"Processes do not tell their {names}: every owner shown")
+        self.owner_note.setVisible(bool(key))
+        self.owner_clear.setVisible(bool(key))
+        self._update_count()
+
     def _update_count(self) -> None:
         total, shown = self.model.rowCount(), self.proxy.rowCount()
         noun = "process" if total == 1 else "processes"
@@ -180,6 +217,11 @@ class ProcessesPage(Page):
             self.empty.setText(
                 "No process is using a GPU right now. Processes appear here as soon as one "
                 "allocates GPU memory."
+            )
+        elif shown == 0 and self.proxy.owner_filter is not None and not self.filter.text().strip():
+            self.empty.setText(
+                "No process of this owner is on a GPU right now (the Who pays page counts the "
+                "whole period)."
             )
         elif shown == 0:
             self.empty.setText(f"No process matches “{self.filter.text().strip()}”.")

@@ -38,4 +38,6 @@ PAGES: tuple[PageSpec, ...] = (
     PageSpec("advice", "Advice", "advice", "AdvicePage"),
     PageSpec("hosts", "Hosts", "hosts", "HostsPage"),
     PageSpec("settings", "Settings", "settings", "SettingsPage"),
+    # Last, so that Ctrl+1..8 keep the pages they always opened (Ctrl+9 opens this one).
+    PageSpec("who-pays", "Who pays", "who_pays", "WhoPaysPage"),
 )

@@ -12,6 +12,7 @@ from the reader; their rows say so when no process watches them any more.
 from __future__ import annotations
 
 import socket
+from collections.abc import Mapping
 
 from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer
 from PySide6.QtGui import QHideEvent, QKeySequence, QShortcut, QShowEvent
@@ -41,8 +42,10 @@ from costmeter.gui.models.selection import select_first, selected_source_row
 from costmeter.gui.pages.base import Page
 from costmeter.gui.run_manager import GRACE_S, Launched, RunManager
 from costmeter.gui.tasks import alive
+from costmeter.gui.who_pays_data import OwnerFootprint
 from costmeter.gui.widgets.launch_dialog import LaunchDialog
 from costmeter.gui.widgets.log_view import LogView
+from costmeter.gui.widgets.owner_filter_bar import OwnerFilterBar
 from costmeter.runs.events import EventKind, RunEvent
 from costmeter.service.reading import RunRow, Store
 from costmeter.service.run_costs import LiveRun
@@ -69,6 +72,8 @@ class RunsPage(Page):
         self._loaded = False
         self._hostname = socket.gethostname()
         self.dialog: LaunchDialog | None = None
+        #: Only these runs (those of an owner chosen on the Who pays page), or None for all.
+        self.owner_runs: frozenset[int] | None = None
         self.model = RunTableModel(self)
         self.proxy = RunSortProxy(self)
         self.proxy.setSourceModel(self.model)
@@ -90,6 +95,9 @@ class RunsPage(Page):
         bar.addWidget(self.count)
         bar.addStretch(1)
         layout.addLayout(bar)
+        self.owner_bar = OwnerFilterBar("run")
+        self.owner_bar.cleared.connect(lambda: self.filter_owner(None))
+        layout.addWidget(self.owner_bar)
         self.result = QLabel("")
         self.result.setWordWrap(True)
         self.result.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -225,6 +233,8 @@ class RunsPage(Page):
         currency = self.ctx.currency
         ids = set(self._rows) | set(self.manager.runs)
         ids = {i for i in ids if self._on_chosen_host(i)}
+        if self.owner_runs is not None:
+            ids &= self.owner_runs
         views = [
             merge(
                 self._rows.get(i),
@@ -238,6 +248,26 @@ class RunsPage(Page):
         self.model.set_rows(views)
         self._update_count()
         self._selection_changed()
+
+    def filter_owner(
+        self, key: Mapping[str, str | None] | None, footprint: OwnerFootprint | None = None
+    ) -> None:
+        """Show only the runs of the owner ``key``: those its processes belonged to in the
+        period (``footprint``, from the Who pays page), or the run itself for a ``run`` key;
+        None shows every run again."""
+        runs: set[int] = set(footprint.run_ids) if footprint is not None else set()
+        run = (key or {}).get("run")
+        if run is not None and run.isdigit():
+            runs.add(int(run))
+        self.owner_runs = frozenset(runs) if key else None
+        if key:
+            count = len(runs)
+            self.owner_bar.show_owner(
+                key, f"{count} run{'s' if count != 1 else ''}" if count else "no Costmeter run"
+            )
+        else:
+            self.owner_bar.show_owner(None)
+        self.rebuild()
 
     def _on_chosen_host(self, run_id: int) -> bool:
         """Whether the run's samples are of the host chosen (runs launched here: this one)."""

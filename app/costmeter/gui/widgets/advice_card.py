@@ -80,6 +80,12 @@ def describe_savings(savings: Savings | None) -> str:
     return f"≈ {money} {per} · {energy}"
 
 
+def card_facts(rec: Recommendation) -> tuple[tuple[str, str], ...]:
+    """The facts a card lists: who pays for it first (when known), then the evidence's."""
+    owner = rec.target.owner
+    return ((("Owner", owner),) if owner else ()) + rec.evidence.facts
+
+
 def confidence_label(confidence: float) -> str:
     if confidence >= 0.75:
         return "High"
@@ -142,7 +148,7 @@ class AdviceCard(QFrame):
         facts.setVerticalSpacing(2)
         #: (label, value) QLabels of the facts grid, in order.
         self.fact_labels: list[tuple[QLabel, QLabel]] = []
-        for row, (name, _value) in enumerate(rec.evidence.facts):
+        for row, (name, _value) in enumerate(card_facts(rec)):
             key = _small(QLabel(f"{name}:"), 0.95)
             key.setStyleSheet(MUTED)
             key.setWordWrap(True)  # a narrow window wraps the longer names instead of cutting them
@@ -153,7 +159,7 @@ class AdviceCard(QFrame):
             facts.addWidget(val, row, 1, Qt.AlignmentFlag.AlignTop)
             self.fact_labels.append((key, val))
         facts.setColumnStretch(1, 1)
-        facts.setRowStretch(len(rec.evidence.facts), 1)
+        facts.setRowStretch(len(self.fact_labels), 1)
         facts_box = QWidget()
         facts_box.setLayout(facts)
         facts_box.setMinimumWidth(260)
@@ -256,7 +262,7 @@ class AdviceCard(QFrame):
         self.target.setText(f"{describe_target(rec.target)}  ·  rule {rec.rule}")
         self.detail.setText(rec.detail)
         self.detail.setVisible(bool(rec.detail))
-        for (_key, val), (_name, value) in zip(self.fact_labels, rec.evidence.facts, strict=True):
+        for (_key, val), (_name, value) in zip(self.fact_labels, card_facts(rec), strict=True):
             val.setText(value)
         self.formula.setText(rec.savings.formula if rec.savings else "")
         self.how.setVisible(rec.savings is not None)
@@ -277,7 +283,7 @@ def shape(rec: Recommendation) -> tuple[object, ...]:
         (s.label, s.unit, s.threshold is not None, bool(s.ts) and len(s.ts) == len(s.values))
         for s in rec.evidence.series
     )
-    facts = tuple(name for name, _ in rec.evidence.facts)
+    facts = tuple(name for name, _ in card_facts(rec))
     return (rec.key, facts, series, rec.action.kind, rec.savings is None)
 
 

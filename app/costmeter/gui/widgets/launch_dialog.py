@@ -34,7 +34,7 @@ from costmeter.cost.run_cost import Estimate, format_cost
 from costmeter.gui.context import AppContext
 from costmeter.gui.run_manager import BackendChoice, RunManager
 from costmeter.gui.tasks import alive
-from costmeter.gui.widgets.form_field import ERROR_STYLE, HINT_STYLE
+from costmeter.gui.widgets.form_field import ERROR_STYLE, HINT_STYLE, FormField
 from costmeter.runs.commands import default_name
 from costmeter.sampling.simulated.profiles import PROFILES
 from costmeter.service.reading import Store
@@ -44,6 +44,7 @@ from costmeter.service.run_launch import (
     LaunchForm,
     LaunchRequest,
     build_request,
+    parse_tags,
     plan,
     split_command,
 )
@@ -129,6 +130,15 @@ class LaunchDialog(QDialog):
         form.addRow("GPUs per run", row)
         self.name = QLineEdit()
         form.addRow("Name", self.name)
+        self.tags = QLineEdit(str(settings.value("runs/tags", "")))
+        self.tags.setPlaceholderText("none; for example team=vision, owner=alice")
+        self.tags.setToolTip(
+            "KEY=VALUE pairs put on every run, to report cost by (costmeter report --by "
+            "tag:team). Keys: letters, digits, _ . -; a key given twice keeps its last value."
+        )
+        self.tags_field = FormField(self.tags)
+        self.tags_field.setObjectName("tags-field")
+        form.addRow("Tags", self.tags_field)
         self.budget = QLineEdit()
         self.budget.setPlaceholderText(f"none; for example 2.50 ({ctx.currency})")
         self.budget.setToolTip("The run is stopped once its cost, or its forecast, passes this.")
@@ -201,7 +211,7 @@ class LaunchDialog(QDialog):
         self._debounce.setSingleShot(True)
         self._debounce.setInterval(ESTIMATE_DEBOUNCE_MS)
         self._debounce.timeout.connect(self.refresh_estimate)
-        for edit in (self.command, self.name):
+        for edit in (self.command, self.name, self.tags):
             edit.textChanged.connect(self._changed)
         self.grid.textChanged.connect(self._changed)
         self.gpus.valueChanged.connect(self._changed)
@@ -289,12 +299,14 @@ class LaunchDialog(QDialog):
             max_parallel=self.max_parallel.value(),
             per_gpu=self.per_gpu.value(),
             profile=profile,
+            tags=self.tags.text(),
         )
 
     def _changed(self) -> None:
         self.error.hide()  # a refusal is about what was there before this change
         self.summary.show()
         form = self.form()
+        self._check_tags(form.tags)
         try:
             self.name.setPlaceholderText(default_name(split_command(form.command)))
         except LaunchError:
@@ -312,6 +324,19 @@ class LaunchDialog(QDialog):
             more = ", …" if len(points) > 3 else ""
             self.summary.setText(f"The grid makes {len(points)} runs: {names}{more}")
         self._debounce.start()
+
+    def _check_tags(self, text: str) -> bool:
+        """Say under the tags field what is wrong with them, as they are typed."""
+        try:
+            tags = parse_tags(text)
+        except LaunchError as exc:
+            self.tags_field.set_hint("")
+            self.tags_field.set_error(str(exc))
+            return False
+        self.tags_field.set_error(None)
+        # How the field was read: a comma not followed by KEY= stays in the value.
+        self.tags_field.set_hint("; ".join(f"{k} = {v}" for k, v in tags.items()))
+        return True
 
     def refresh_estimate(self) -> None:
         """Read the estimate from past runs of the same command(s), on the reader thread."""
@@ -356,6 +381,8 @@ class LaunchDialog(QDialog):
             widget = getattr(self, exc.field, None)
             if isinstance(widget, QWidget):
                 widget.setFocus()
+            if exc.field == "tags":  # said under the field as well
+                self._check_tags(form.tags)
             return self._refuse(str(exc))
         if self.parent_id is not None or self.extra_env:
             specs = tuple(
@@ -392,6 +419,7 @@ class LaunchDialog(QDialog):
         self.cwd.setText(form.cwd)
         self.gpus.setValue(form.gpus)
         self.name.setText(form.name)
+        self.tags.setText(form.tags)
         self.budget.setText(form.budget)
         self.time_limit.setText(form.time_limit)
         self.grid.setPlainText(form.grid)
@@ -409,6 +437,7 @@ class LaunchDialog(QDialog):
         s.setValue("runs/command", form.command)
         s.setValue("runs/cwd", form.cwd)
         s.setValue("runs/backend", form.backend)
+        s.setValue("runs/tags", form.tags)
         s.setValue("runs/gpus", form.gpus)
         s.setValue("runs/max_parallel", form.max_parallel)
         s.setValue("runs/per_gpu", form.per_gpu)

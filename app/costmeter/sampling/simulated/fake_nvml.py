@@ -18,6 +18,7 @@ import pynvml
 
 from costmeter.core.clock import Clock, SystemClock
 from costmeter.core.model import ProcessSample
+from costmeter.core.owner import Owner
 from costmeter.sampling.simulated.device import DevState, SimDevice, SimProcess
 from costmeter.sampling.simulated.models import MIB, MODELS
 from costmeter.sampling.simulated.noise import hex_digest
@@ -173,6 +174,8 @@ class FakeNvml:
             handle.mig_handles = tuple(FakeHandle(dev, slot) for slot in range(len(dev.mig)))
             handles.append(handle)
         self._handles: tuple[FakeHandle, ...] = tuple(handles)
+        #: Owners given to ``attach_process``, by pid.
+        self._owners: dict[int, Owner] = {}
 
     @classmethod
     def without_driver(cls, code: int = pynvml.NVML_ERROR_LIBRARY_NOT_FOUND) -> FakeNvml:
@@ -222,9 +225,11 @@ class FakeNvml:
         create_time: float | None = None,
         user: str = "sim",
         instance: int | None = None,
+        owner: Owner | None = None,
     ) -> None:
         """Put process ``pid`` on GPU ``index`` (on its MIG device ``instance`` when the GPU is
-        in MIG mode: the first one unless said), running ``profile`` from now on."""
+        in MIG mode: the first one unless said), running ``profile`` from now on. ``owner``:
+        who it belongs to, as ``process_sample`` reports it (default ``Owner(user=user)``)."""
         dev = self._handles[index].device
         if dev.mig:
             instance = 0 if instance is None else instance
@@ -245,10 +250,17 @@ class FakeNvml:
         )
         proc.start_sec = max(proc.start_sec, math.floor(now))
         self._handles[index].device.add_process(proc, now)
+        if owner is not None:
+            self._owners[pid] = owner
+        else:
+            self._owners.pop(pid, None)
 
     def detach_process(self, index: int, pid: int) -> bool:
         """Take ``pid`` off GPU ``index``; False if it was not there."""
-        return self._handles[index].device.remove_process(pid, self.clock.now()) is not None
+        removed = self._handles[index].device.remove_process(pid, self.clock.now()) is not None
+        if pid not in self.simulated_pids():
+            self._owners.pop(pid, None)
+        return removed
 
     def simulated_pids(self) -> list[int]:
         return [p.pid for h in self._handles for p in h.device.processes]
@@ -262,15 +274,17 @@ class FakeNvml:
                 if p.pid != pid:
                     continue
                 cpu = next((r[4] for r in dev.state(math.floor(t)).procs if r[0] is p), 0.0)
+                owner = self._owners.get(pid) or Owner(user=p.user)
                 return ProcessSample(
                     pid=pid,
                     create_time=p.create_time,
                     name=p.name,
                     cmdline=p.cmdline,
-                    user=p.user,
+                    user=owner.user or p.user,
                     cpu_percent=cpu,
                     rss=p.profile.rss,
                     cpu_time_s=dev.cpu_time_s(p, t),
+                    owner=owner,
                 )
         return None
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import psutil
+
 from costmeter import __version__
 from costmeter.core import Clock, SamplerUnavailable, SystemClock, Tick
 from costmeter.core.model import DeviceInfo, HostInfo, ProcessSample
@@ -50,6 +52,8 @@ class AgentOptions:
     request_timeout_s: float = 5.0
     max_connections: int = 512
     max_per_client: int = 32
+    #: (pid, GPU index): running processes shown on simulated GPUs (``--attach``).
+    attach: tuple[tuple[int, int], ...] = ()
 
 
 class Agent:
@@ -112,6 +116,7 @@ class Agent:
             self._fake = make_fake_nvml(
                 opts.simulate, seed=opts.seed, clock=self._clock, machine=self.hostname
             )
+            self._attach(self._fake, opts.attach)
         self._gpu = NvmlSampler(self._fake, host=self.hostname, clock=self._clock)
         try:
             self._gpu.open()
@@ -178,6 +183,30 @@ class Agent:
         tick = Tick(ts=host.ts, host=self.hostname, host_sample=host, devices=devices)
         self._latest = tick
         self.buffer.put(tick)
+
+    @staticmethod
+    def _attach(fake: FakeNvml, pairs: tuple[tuple[int, int], ...]) -> None:
+        """Show running processes on simulated GPUs (as ``costmeter run --simulate`` shows a
+        run), beside the GPU's own stand-in: the host sampler then reads them, owner included,
+        from /proc as on a machine with GPUs. ValueError in words for a bad GPU or PID."""
+        from costmeter.sampling.simulated.spec import DEFAULT_PROFILE
+
+        for pid, index in pairs:
+            if not 0 <= index < len(fake.devices):
+                raise ValueError(
+                    f"--attach {pid}:{index}: the simulated machine has GPUs 0 to "
+                    f"{len(fake.devices) - 1}."
+                )
+            try:
+                proc = psutil.Process(pid)
+                name, cmdline, created = proc.name(), " ".join(proc.cmdline()), proc.create_time()
+            except psutil.Error:
+                raise ValueError(f"--attach {pid}:{index}: no running process {pid}.") from None
+            stand_in = fake.devices[index].processes
+            profile = stand_in[0].profile.name if stand_in else DEFAULT_PROFILE
+            fake.attach_process(
+                index, pid, profile, name=name, cmdline=cmdline, create_time=created
+            )
 
     def _simulated_process(self, pid: int) -> ProcessSample | None:
         if self._fake is None:

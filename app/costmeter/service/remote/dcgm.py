@@ -9,7 +9,10 @@ once per instance.
 
 Label spellings changed over dcgm-exporter's releases: ``Hostname`` became ``hostname`` (4.x,
 NVIDIA/dcgm-exporter commit d5e5f51), the GPU id label can be ``UUID``, ``uuid`` or ``gpu_uuid``,
-the model ``modelName`` or ``model_name``. Each is read in every spelling.
+the model ``modelName`` or ``model_name``. Each is read in every spelling. A series with
+neither a GPU id nor a ``gpu`` label names no device and is skipped (Datadog's test page has
+such lines). The ``pod``/``namespace``/``container`` labels of the pod mapping are kept per
+device in ``DcgmReading.pods``; ``costmeter.service.remote.pods`` makes them processes.
 
 Values DCGM could not read arrive as its "blank" markers (``dcgm_structs.h``: INT32 0x7ffffff0,
 INT64 0x7ffffffffffffff0, FP64 2**47, each followed by NOT_FOUND, NOT_SUPPORTED and
@@ -50,6 +53,9 @@ HOST_LABELS = ("Hostname", "hostname")
 NODE_LABELS = ("node", "node_name", "kubernetes_node", "nodename")
 #: The workload a GPU serves, when dcgm-exporter maps pods to GPUs (``--kubernetes``).
 POD_LABELS = ("namespace", "pod", "container")
+#: Longer pod label values are cut here (memory bound); ``pods`` refuses any longer than a
+#: Kubernetes name can be, so a cut value never names a workload.
+MAX_POD_LABEL = 1024
 
 #: DCGM field -> (DeviceSample field, factor to Costmeter's unit).
 FIELDS: dict[str, tuple[str, float]] = {
@@ -169,8 +175,18 @@ class DcgmReading:
     dropped: Mapping[tuple[str, str], int] = field(default_factory=dict)
     #: Devices beyond MAX_DEVICES that were not read.
     devices_skipped: int = 0
-    #: Device uuid -> the workloads on it (empty without dcgm-exporter's pod mapping).
+    #: Device uuid -> the workloads on it (empty without dcgm-exporter's pod mapping); a
+    #: workload on a MIG instance is on that MIG device, not on its GPU.
     pods: Mapping[str, tuple[PodRef, ...]] = field(default_factory=dict)
+
+
+def _holder(uuid: str, instance: str | None) -> str:
+    """The device a pod label names: on a MIG series its MIG device, even where the series'
+    value went to the parent GPU (power, energy), as NVML lists a MIG GPU's processes on its
+    MIG devices only (``sampling/nvml.py``)."""
+    if not instance or uuid.startswith("MIG-"):
+        return uuid
+    return f"MIG-{uuid}/{instance[:16]}"
 
 
 def _index(text: str | None, fallback: int) -> int:
@@ -213,10 +229,13 @@ class DcgmMapper:
                 if dev is None:
                     continue
                 pod = labels.get("pod")
-                if pod and len(pods.get(dev.uuid, ())) < 16:
-                    namespace, container = labels.get("namespace", ""), labels.get("container", "")
-                    ref = PodRef(namespace[:253], pod[:253], container[:253])
-                    pods.setdefault(dev.uuid, {})[ref] = None
+                if pod:
+                    holder = _holder(dev.uuid, labels.get("GPU_I_ID"))
+                    if len(pods.get(holder, ())) < 16:
+                        ns, container = labels.get("namespace", ""), labels.get("container", "")
+                        cut = MAX_POD_LABEL  # kept whole below this: a cut name is another's
+                        ref = PodRef(ns[:cut], pod[:cut], container[:cut])
+                        pods.setdefault(holder, {})[ref] = None
                 if metric not in BOUNDS:
                     continue  # not read: neither kept nor counted
                 reason = check(metric, s.value)
@@ -257,8 +276,10 @@ class DcgmMapper:
         skipped: set[str],
     ) -> _Dev | None:
         gpu = labels.get("gpu")
-        parent_uuid = label(labels, UUID_LABELS) or f"dcgm-{host}-gpu{gpu or '0'}"
-        parent_uuid = parent_uuid[:200]
+        found = label(labels, UUID_LABELS)
+        if found is None and not gpu:
+            return None  # a series naming no GPU (Datadog's fixture has such lines): not a device
+        parent_uuid = (found or f"dcgm-{host}-gpu{gpu}")[:200]
         instance = labels.get("GPU_I_ID")
         mig = bool(instance) and metric not in PARENT_ONLY
         uuid = f"MIG-{parent_uuid}/{(instance or '')[:16]}" if mig else parent_uuid

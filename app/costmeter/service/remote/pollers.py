@@ -20,7 +20,7 @@ from typing import Any
 from costmeter.config import RemoteHostConfig
 from costmeter.core.model import DeviceInfo, HostInfo, Tick
 from costmeter.sampling import node, wire
-from costmeter.service.remote import dcgm, node_exporter
+from costmeter.service.remote import dcgm, node_exporter, pods
 from costmeter.service.remote.agent_client import BACKFILL_LIMIT, LIVE_LIMIT, AgentClient
 from costmeter.service.remote.energy_spread import EnergySpreader
 from costmeter.service.remote.http import PROTOCOL, Fetcher, RemoteError, netloc
@@ -174,12 +174,14 @@ def _wanted(name: str) -> bool:
 class ScrapePoller:
     """Reads exporters' /metrics each interval; DCGM and node_exporter series make one tick.
 
-    Several URLs of one machine (dcgm-exporter and node_exporter) are one target. The host
-    is named, in order of preference, by a Kubernetes node label on the DCGM series, by
-    node_exporter's ``nodename``, by dcgm-exporter's ``Hostname``/``hostname`` label (in
-    Kubernetes that can be the exporter pod's name, which changes on every rollout), else
-    by the first URL's host:port. Messages about the page (values dropped, devices cut,
-    no ``modelName``) are given once each as notes.
+    Several URLs of one machine (dcgm-exporter and node_exporter) are one target. The
+    Kubernetes workloads dcgm-exporter maps to GPUs become the tick's processes, with their
+    owners (``costmeter.service.remote.pods``). The host is named, in order of preference,
+    by a Kubernetes node label on the DCGM series, by node_exporter's ``nodename``, by
+    dcgm-exporter's ``Hostname``/``hostname`` label (in Kubernetes that can be the exporter
+    pod's name, which changes on every rollout), else by the first URL's host:port. Messages
+    about the page (values dropped, devices cut, no ``modelName``) are given once each as
+    notes.
     """
 
     kind = "prometheus"
@@ -250,12 +252,11 @@ class ScrapePoller:
         notes = self._notes(name, gpus, stats, samples)
         info = host.info or HostInfo(hostname=name, cpu_count=1, cpu_model="", memory_total=0)
         devices: tuple[DeviceInfo, ...] = gpus.devices
-        reading: Reading = {
-            "format": node.FORMAT,
-            "host": info,
-            "devices": devices,
-            "tick": Tick(ts=ts, host=name, host_sample=host.sample, devices=gpus.samples),
-        }
+        gpu_samples, workloads = pods.attach(gpus.samples, gpus.pods)
+        tick = Tick(
+            ts=ts, host=name, host_sample=host.sample, devices=gpu_samples, processes=workloads
+        )
+        reading: Reading = {"format": node.FORMAT, "host": info, "devices": devices, "tick": tick}
         elapsed = time.monotonic() - started
         return PollResult(
             self._spread.push(renamed(reading, name)),
