@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import json
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from costmeter.cli.common import load_config_from, resolve_db, say
 from costmeter.cli.table import render
+from costmeter.config import Config
 from costmeter.core.units import format_duration, format_energy_kwh, parse_duration
 from costmeter.cost.chargeback import Amounts, ChargebackReport, parse_by
-from costmeter.cost.ledger import CostReport, format_money, price_usage
+from costmeter.cost.ledger import CostReport, format_money
 from costmeter.cost.run_cost import format_cost
 from costmeter.service.chargeback import chargeback
 from costmeter.service.remote import HostStatus, read_statuses
+from costmeter.service.summary import report_between
 from costmeter.store import Store
 from costmeter.store.lock import is_locked
 
@@ -35,43 +39,41 @@ CSV_FIELDS = (
 )
 
 
-def build_report(args: argparse.Namespace, now: float | None = None) -> CostReport | None:
+@contextlib.contextmanager
+def _window_store(
+    args: argparse.Namespace, now: float | None
+) -> Iterator[tuple[Config, Store | None, float, float]]:
+    """The configuration, the open store (None, having said why, when there is no database yet)
+    and the ``--since`` window ending now; the store is closed on the way out."""
     config = load_config_from(args)
     since = parse_duration(args.since)
+    end = time.time() if now is None else now
     db = resolve_db(args, config)
     if not db.exists():
         say(f"there is no database at {db} yet. Record first: costmeter record --db {db}")
-        return None
-    end = time.time() if now is None else now
-    start = end - since
+        yield config, None, end - since, end
+        return
     store = Store.open(db)
     try:
         if store.notice:
             say(store.notice)
-        devices = store.device_usage(start, end)
-        hosts = store.host_usage(start, end)
+        yield config, store, end - since, end
     finally:
         store.close()
-    return price_usage(devices, hosts, config.pricing(), start, end)
+
+
+def build_report(args: argparse.Namespace, now: float | None = None) -> CostReport | None:
+    with _window_store(args, now) as (config, store, start, end):
+        return None if store is None else report_between(store, config.pricing(), start, end)
 
 
 def build_chargeback(args: argparse.Namespace, now: float | None = None) -> ChargebackReport | None:
     """``report --by``: the same window and prices as the plain report, split over owners."""
-    config = load_config_from(args)
-    since = parse_duration(args.since)
-    db = resolve_db(args, config)
-    if not db.exists():
-        say(f"there is no database at {db} yet. Record first: costmeter record --db {db}")
-        return None
-    end = time.time() if now is None else now
-    store = Store.open(db)
-    try:
-        if store.notice:
-            say(store.notice)
+    with _window_store(args, now) as (config, store, start, end):
+        if store is None:
+            return None
         by = parse_by(args.by)
-        return chargeback(store, config, end - since, end, by, share_idle=args.share_idle)
-    finally:
-        store.close()
+        return chargeback(store, config, start, end, by, share_idle=args.share_idle)
 
 
 def run(args: argparse.Namespace) -> int:
