@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -138,6 +139,44 @@ def test_cancel_kills_leftovers_that_ignore_sigterm(
     backend.cancel(handle, grace_s=0.3)
     status = wait_finished(backend, handle, timeout_s=5)
     assert time.monotonic() - begun >= 0.3
+    assert status.state is RunState.CANCELLED and "SIGKILL" in status.message, status
+    assert not running(left)
+
+
+def test_a_kill_by_the_waiting_thread_still_says_sigkill(
+    backend: LocalBackend, tmp_path: Path, case_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race a fresh clone hit once: the grace timer marks the run forced, the thread waiting
+    for leftovers kills them first, and the timer's own SIGKILL then finds nobody. The run was
+    killed all the same: its message must say so. The timer's SIGKILL is held back here so the
+    waiting thread always wins."""
+    import costmeter.runs.local as local
+
+    original = local._signal_run
+
+    def late_timer_kill(procs, sig, members=None):  # type: ignore[no-untyped-def]
+        if sig == signal.SIGKILL and threading.current_thread().name.startswith(
+            "costmeter-local-kill"
+        ):
+            time.sleep(0.5)
+        return original(procs, sig, members)
+
+    monkeypatch.setattr(local, "_signal_run", late_timer_kill)
+    stubborn = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "print('ignoring TERM', flush=True); time.sleep(30)"
+    )
+    code = (
+        "import subprocess, sys\n"
+        f"subprocess.Popen([sys.executable, '-c', {stubborn!r}], start_new_session=True)"
+    )
+    handle = submit(backend, RunSpec((PY, "-c", code), env=case_env), tmp_path / "run")
+    (left,) = wait_leftovers(backend, handle)
+    wait_for_log(backend, handle, "ignoring TERM")
+    backend.cancel(handle, grace_s=0.3)
+    status = wait_finished(backend, handle, timeout_s=5)
+    time.sleep(0.6)  # the held-back timer has finished: the status must not change back
+    status = backend.status(handle)
     assert status.state is RunState.CANCELLED and "SIGKILL" in status.message, status
     assert not running(left)
 

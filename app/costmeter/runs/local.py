@@ -103,6 +103,9 @@ class _Child:
     lock: threading.Lock = field(default_factory=threading.Lock)
     cancelled: bool = False
     forced: bool = False
+    #: The thread waiting for leftovers sent SIGKILL to some of them after ``forced`` was set:
+    #: the timer's own SIGKILL may then find nobody left, and must not clear ``forced``.
+    killed: bool = False
     exit: _Exit | None = None
     #: The command's exit code once it exited (the run may go on: see ``leftovers``).
     command_code: int | None = None
@@ -398,7 +401,9 @@ def _await_leftovers(child: _Child, code: int, ended: float, policy: str, grace_
             forced = child.forced
         if forced:  # SIGKILL was sent: anything the run started since goes the same way
             with contextlib.suppress(PermissionError):
-                _signal_run(child.procs, signal.SIGKILL, members)
+                if _signal_run(child.procs, signal.SIGKILL, members):
+                    with child.lock:
+                        child.killed = True
         time.sleep(pause)
         pause = min(pause * 1.5, SCAN_LEFTOVERS_MAX_S)
         # A second look at once when the first finds none: a process forking as we read
@@ -463,7 +468,7 @@ def _force(procs: RunProcesses, child: _Child | None) -> None:
         hit = False
     if child is not None:
         with child.lock:
-            child.forced = hit
+            child.forced = hit or child.killed
 
 
 def _signal_name(number: int) -> str:
