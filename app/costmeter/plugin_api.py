@@ -24,6 +24,12 @@ Costmeter whose API is ``X.Z`` with ``Z >= Y``. Minor versions only add optional
 :class:`NodeSampling` protocol: a multi-node backend may sample the machines its runs land on
 with Costmeter's own samplers, run there, and hand the samples back through an optional
 ``node_samples(handle, since_ts)`` method.
+
+1.2 added :attr:`RunStatus.job` and :attr:`RunStatus.allocated_gpus`: a batch scheduler's
+backend (Slurm) names the job a run became, so that Costmeter charges the run what that job's
+processes used on ``node`` (whatever sampled the node: an agent, a Prometheus source), and,
+where no samples of the node exist, estimates the cost from the elapsed time and the GPUs the
+scheduler allocated (labelled estimated).
 """
 
 from __future__ import annotations
@@ -55,7 +61,7 @@ __all__ = [
     "api_compatible",
 ]
 
-API_VERSION = "1.1"
+API_VERSION = "1.2"
 ENTRY_POINT_GROUP = "costmeter.backends"
 #: Set in every run's environment: the run's id in Costmeter's database.
 RUN_ID_ENV = "COSTMETER_RUN_ID"
@@ -217,6 +223,11 @@ class RunStatus:
     gpu_indices: tuple[int, ...] = ()
     #: A sentence for the user (why it failed, what it waits for); empty when there is nothing.
     message: str = ""
+    #: (1.2) The scheduler's job id (Slurm's ``SLURM_JOB_ID``) when the run is a batch job;
+    #: its processes on ``node`` carry it as their owner's job.
+    job: str | None = None
+    #: (1.2) GPUs the scheduler allocated to the job (what it is billed for), when it says.
+    allocated_gpus: int | None = None
 
 
 @dataclass(frozen=True)
