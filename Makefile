@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.costmeter-installed
-# The test command also installs the plugins whose tests need them installed (Ray, ~80 MB).
+# The test command also installs the plugins whose tests need them installed (Ray ~80 MB, Slurm).
 TEST_STAMP := $(VENV)/.costmeter-test-installed
 DEMO_DB ?= $(CURDIR)/.costmeter-demo.db
 SIM    ?= a100:train,h100:idle,rtx4090:bursty,t4:input-bound
@@ -16,8 +16,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-$(TEST_STAMP): $(STAMP) plugins/costmeter-ray/pyproject.toml
+$(TEST_STAMP): $(STAMP) plugins/costmeter-ray/pyproject.toml plugins/costmeter-slurm/pyproject.toml
 	$(BIN)/python -m pip install --quiet -e plugins/costmeter-ray
+	$(BIN)/python -m pip install --quiet -e plugins/costmeter-slurm
 	@touch $(TEST_STAMP)
 
 # The desktop app: on the machine's GPUs when the NVIDIA driver answers, else on simulated ones.

@@ -1,23 +1,30 @@
 """Samples per second through the Writer vs raw sqlite3 executemany of the same rows.
 
-Run: .venv/bin/python bench/bench_ingest.py [--ticks N] [--devices 8]
+Run: .venv/bin/python bench/bench_ingest.py [--ticks N] [--devices 8] [--processes]
 The Writer figure includes turning Tick objects into rows, the rollups and the device records;
 the raw figure inserts the very same rows, prebuilt in their stored form (outside the timing), into
 the same table definitions in one transaction, without rollups; the "raw + rollup SQL" figure adds
-the rollup SQL for the same buckets to it.
+the rollup SQL for the same buckets to it. ``--processes`` puts a job's process on every busy GPU
+(and its CPU-side sample on the host), as a recorder sees while jobs run: the writer then also
+keeps process rows and ``gpu_share_1m``, and raw inserts the process rows as well.
+Each timed section starts after ``gc.collect()``: otherwise the collector's debt from building the
+ticks (or raw's prebuilt rows) is paid inside whichever section runs next.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import platform
 import sqlite3
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from costmeter.core.clock import SimulatedClock
+from costmeter.core.model import GpuProcess, ProcessSample, Tick
 from costmeter.store import Writer
 from costmeter.store.database import connect
 from costmeter.store.rollup import update_rollups
@@ -40,6 +47,7 @@ def bench_writer(path: Path, ticks: list, devices: int) -> tuple[float, int]:
     w.start()
     w.register(host_info("bench"), device_infos("bench", devices))
     w.flush()
+    gc.collect()  # the garbage of making the ticks is not the writer's to collect
     t = time.perf_counter()
     for tick in ticks:
         w.submit(tick, wait=True)
@@ -52,6 +60,39 @@ def bench_writer(path: Path, ticks: list, devices: int) -> tuple[float, int]:
 
 PLAIN_DEVICE_INSERT = "INSERT INTO device_samples VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
 PLAIN_HOST_INSERT = "INSERT INTO host_samples VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+PLAIN_GPU_PROC_INSERT = "INSERT INTO gpu_process_samples VALUES (?,?,?,?,?)"
+PLAIN_PROC_INSERT = "INSERT INTO process_samples VALUES (?,?,?,?,?)"
+
+
+def with_jobs(ticks: list[Tick]) -> list[Tick]:
+    """The ticks with one process on each busy GPU (pid per GPU), seen CPU-side too."""
+    out = []
+    for k, tick in enumerate(ticks):
+        busy = [s for s in tick.devices if (s.gpu_util or 0) >= 5]
+        devices = tuple(
+            replace(s, processes=(GpuProcess(20_000 + s.index, s.mem_used, s.gpu_util),))
+            if s in busy
+            else s
+            for s in tick.devices
+        )
+        procs = tuple(
+            ProcessSample(
+                20_000 + s.index,
+                T0 - 100.0,
+                "python",
+                "python train.py",
+                "bench",
+                99.0,
+                8 << 30,
+                float(k),
+            )
+            for s in busy
+        )
+        assert tick.host_sample is not None
+        out.append(
+            replace(tick, devices=devices, host_sample=replace(tick.host_sample, processes=procs))
+        )
+    return out
 
 
 def bench_raw(path: Path, ticks: list) -> tuple[float, float, int]:
@@ -66,10 +107,15 @@ def bench_raw(path: Path, ticks: list) -> tuple[float, float, int]:
     # The rows exactly as the writer stores them (integer units), prebuilt outside the timing.
     device_rows = list(batch.device_rows)
     host_rows = list(batch.host_rows)
+    gpu_proc_rows = list(batch.gpu_proc_rows)
+    proc_rows = list(batch.proc_rows)
+    gc.collect()  # likewise, for the rows prebuilt just above
     t = time.perf_counter()
     conn.execute("BEGIN")
     conn.executemany(PLAIN_DEVICE_INSERT, device_rows)
     conn.executemany(PLAIN_HOST_INSERT, host_rows)
+    conn.executemany(PLAIN_GPU_PROC_INSERT, gpu_proc_rows)
+    conn.executemany(PLAIN_PROC_INSERT, proc_rows)
     conn.execute("COMMIT")
     elapsed = time.perf_counter() - t
     # The floor for any writer that keeps rollups: the same inserts plus the rollup SQL.
@@ -80,7 +126,7 @@ def bench_raw(path: Path, ticks: list) -> tuple[float, float, int]:
     conn.execute("COMMIT")
     rollup_s = time.perf_counter() - t
     conn.close()
-    return elapsed, rollup_s, len(batch.device_rows) + len(batch.host_rows)
+    return elapsed, rollup_s, batch.row_count
 
 
 def main() -> None:
@@ -88,10 +134,13 @@ def main() -> None:
     ap.add_argument("--ticks", type=int, default=30_000)
     ap.add_argument("--devices", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--processes", action="store_true", help="a job's process on busy GPUs")
     args = ap.parse_args()
     print(f"machine: {machine()}")
     print(f"generating {args.ticks} ticks of {args.devices} GPUs + host ...", flush=True)
     ticks = list(realistic_ticks(T0, args.ticks, args.devices, host="bench"))
+    if args.processes:
+        ticks = with_jobs(ticks)
     best_w = best_r = best_rr = 0.0
     with tempfile.TemporaryDirectory() as d:
         for i in range(args.repeats):
@@ -104,12 +153,13 @@ def main() -> None:
                 f"({tr:.2f} s), raw + rollup SQL {rrr:,.0f} rows/s ({tr + troll:.2f} s)"
             )
             best_w, best_r, best_rr = max(best_w, rw), max(best_r, rr), max(best_rr, rrr)
-    print(
-        f"rows per run: {rows_w:,} ({args.ticks:,} ticks x ({args.devices} GPU rows + 1 host row))"
-    )
+    shape = f"{args.devices} GPU rows + 1 host row" + (" + process rows" if args.processes else "")
+    print(f"rows per run: {rows_w:,} ({args.ticks:,} ticks x ({shape}))")
+    print(f"Writer: {best_w * args.ticks / rows_w:,.0f} ticks/s")
     print(
         "raw baselines: the same stored-form rows prebuilt outside the timing, one transaction;"
-        " 'raw' excludes rollups, 'raw + rollup SQL' includes them"
+        " 'raw' excludes rollups, 'raw + rollup SQL' includes them; gc.collect() before each"
+        " timed section"
     )
     print(f"Writer (submit + flush, incl. rollups): {best_w:,.0f} samples/s")
     print(f"raw executemany, one transaction:       {best_r:,.0f} samples/s")

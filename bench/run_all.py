@@ -25,8 +25,11 @@ SCRIPTS = [
     ["bench_advise_speed.py"],
     ["bench_compress.py"],
     ["bench_backfill.py"],
+    ["bench_simulate.py", "--hours", "24", "--old-hours", "3"],
     ["bench_remote.py", "--agents", "32", "--gpus", "8", "--seconds", "90", "--warmup", "20"],
     ["bench_agent_hostile.py", "--seconds", "6"],
+    # --small: 16 GPUs x 1 day, following 200 (under a minute); without it, the full size
+    ["bench_prometheus.py", "--small"],
     # bench_package.py is left out: it builds the bundle and the .deb first (`make package`).
 ]
 

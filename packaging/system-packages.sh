@@ -5,11 +5,16 @@
 #   libxcb-icccm4 libxcb-keysyms1  Qt's xcb platform plugin links them; the PyInstaller/.deb build
 #                                  (tests/packaging) resolves the plugin's libraries with ldd and
 #                                  refuses a bundle whose libraries are missing.
+#   prometheus                     the Prometheus source's tests start a real server (and promtool
+#                                  writes days of history into its TSDB) on loopback.
+#   slurm-wlm munge                the Slurm backend's tests configure and start a single-node Slurm
+#                                  (munged, slurmctld, slurmd) on loopback, as root.
+# Installing them starts no daemon here (no init system); the tests start and stop their own.
 # As root (CI, a fresh machine) it runs apt-get; otherwise it prints the command to run and fails,
 # so nobody is left guessing why the packaging tests fail.
 set -euo pipefail
 
-packages=(libxcb-icccm4 libxcb-keysyms1)
+packages=(libxcb-icccm4 libxcb-keysyms1 prometheus slurm-wlm munge)
 
 command -v dpkg-query >/dev/null 2>&1 || {
     echo "system-packages: not a Debian/Ubuntu system (no dpkg-query): install the equivalents of" \

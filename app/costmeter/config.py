@@ -22,6 +22,7 @@ import platformdirs
 from costmeter.config_locator import KeyLocator, KeyPath, key_name, syntax_error
 from costmeter.core import bounds
 from costmeter.core.errors import ConfigError
+from costmeter.core.units import parse_duration
 from costmeter.cost.owner_keys import DIMENSIONS, AttributionRule, check_dimension
 from costmeter.cost.pricing import PriceRow, Pricing, load_default_pricing, make_row
 
@@ -124,6 +125,32 @@ class RemoteHostConfig:
     enabled: bool = True
 
 
+#: What a ``[sources.NAME]`` speaks: the Prometheus HTTP query API (Prometheus, VictoriaMetrics,
+#: Thanos, Mimir).
+SOURCE_KINDS = ("prometheus",)
+
+
+@dataclass(frozen=True, slots=True)
+class SourceConfig:
+    """A ``[sources.NAME]`` table: a server whose stored history of dcgm-exporter and
+    node_exporter series is read through its query API (costmeter.service.remote.prom_source).
+
+    ``match`` is a label selector (``{cluster="a"}``) merged into every query; ``backfill_s`` is
+    how far back history is filled when nothing is stored yet (0 = follow only); ``step_s`` is the
+    query step (at most 60 s). The token is found as for hosts.
+    """
+
+    name: str
+    url: str
+    kind: str = "prometheus"
+    token_file: Path | None = None
+    token_keyring: bool = False
+    match: str | None = None
+    backfill_s: float = 7 * 86400
+    step_s: float = 60.0
+    enabled: bool = True
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
@@ -137,6 +164,8 @@ class Config:
     backends: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, hash=False)
     #: ``[hosts.NAME]`` tables: remote machines to pull samples from, in file order.
     hosts: tuple[RemoteHostConfig, ...] = ()
+    #: ``[sources.NAME]`` tables: Prometheus-compatible servers to read history from, file order.
+    sources: tuple[SourceConfig, ...] = ()
     #: ``[advice]``: rule thresholds over their defaults (``costmeter.advice.thresholds``),
     #: numbers by key; the advice package checks the keys.
     advice: Mapping[str, float] = field(default_factory=dict, hash=False)
@@ -250,6 +279,52 @@ _AGENT: _Spec = {
 _GPU_KEYS = ("name", "match", "hourly", "source", "date", "url", "includes_energy")
 
 
+#: One label matcher of a PromQL selector: name, operator, double-quoted value.
+_MATCHER = re.compile(r'\s*[A-Za-z_][A-Za-z0-9_]*\s*(=~|!~|!=|=)\s*"(?:[^"\\]|\\.)*"\s*')
+
+
+def check_selector(text: str) -> str:
+    """``text`` as a PromQL label selector ``{a="x", b=~"y.*"}`` (braces added when missing);
+    ValueError saying what is wrong otherwise. Only label matchers: a metric name or anything
+    else could not be merged into each query."""
+    body = text.strip()
+    if body.startswith("{") and body.endswith("}"):
+        body = body[1:-1]
+    elif "{" in body or "}" in body:
+        raise ValueError(f'match must be a label selector such as {{cluster="a"}}, got {text!r}.')
+    parts = [p for p in _split_matchers(body) if p.strip()]
+    if not parts:
+        raise ValueError(f'match must hold at least one matcher such as cluster="a", got {text!r}.')
+    for part in parts:
+        if not _MATCHER.fullmatch(part):
+            raise ValueError(
+                f"match holds {part.strip()!r}, which is no label matcher; write "
+                'label="value" (or !=, =~, !~) with double quotes, such as {cluster="a"}.'
+            )
+    return "{" + ", ".join(p.strip() for p in parts) + "}"
+
+
+def _split_matchers(body: str) -> list[str]:
+    """``body`` split at the commas outside double-quoted values."""
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = escaped = False
+    for char in body:
+        if escaped:
+            escaped = False
+        elif char == "\\" and quoted:
+            escaped = True
+        elif char == '"':
+            quoted = not quoted
+        elif char == "," and not quoted:
+            parts.append("".join(current))
+            current = []
+            continue
+        current.append(char)
+    parts.append("".join(current))
+    return parts
+
+
 def _table_name(path: KeyPath) -> str:
     if not path:
         return "the top level"
@@ -318,6 +393,7 @@ class _Builder:
                 "storage",
                 "backends",
                 "hosts",
+                "sources",
                 "advice",
                 "agent",
                 "attribution",
@@ -343,6 +419,7 @@ class _Builder:
             storage=self.storage(self.table(data, "storage")),
             backends=self.backends(self.table(data, "backends")),
             hosts=self.hosts(self.table(data, "hosts")),
+            sources=self.sources(self.table(data, "sources")),
             advice=self.advice(self.table(data, "advice")),
             agent=self.agent(self.table(data, "agent")),
             attribution=self.attribution(self.table(data, "attribution")),
@@ -386,19 +463,7 @@ class _Builder:
                 raise self.error(
                     (*where, "kind"), f"kind must be agent or prometheus, got {_show(kind)}."
                 )
-            token_file = None
-            text = self.string(raw, (*where, "token_file"), "the path of a token file")
-            if text:
-                token_file = Path(text).expanduser()
-                if not token_file.is_absolute() and self.path is not None:
-                    token_file = self.path.parent / token_file
-            token = self.string(raw, (*where, "token"), '"keyring"')
-            if token not in (None, "keyring"):
-                raise self.error(
-                    (*where, "token"),
-                    'token can only be "keyring" (the token itself is never kept in this file; '
-                    "use token_file for a file), got a different value.",
-                )
+            token_file, token = self.token(raw, where)
             enabled = self.flag(raw, (*where, "enabled")) if "enabled" in raw else True
             found.append(
                 RemoteHostConfig(
@@ -411,6 +476,90 @@ class _Builder:
                 )
             )
         return tuple(found)
+
+    def token(self, raw: Mapping[str, Any], where: KeyPath) -> tuple[Path | None, str | None]:
+        """``token_file`` (relative to this file's folder) and ``token`` ("keyring" or None)."""
+        token_file = None
+        text = self.string(raw, (*where, "token_file"), "the path of a token file")
+        if text:
+            token_file = Path(text).expanduser()
+            if not token_file.is_absolute() and self.path is not None:
+                token_file = self.path.parent / token_file
+        token = self.string(raw, (*where, "token"), '"keyring"')
+        if token not in (None, "keyring"):
+            raise self.error(
+                (*where, "token"),
+                'token can only be "keyring" (the token itself is never kept in this file; '
+                "use token_file for a file), got a different value.",
+            )
+        return token_file, token
+
+    def sources(self, table: Mapping[str, Any]) -> tuple[SourceConfig, ...]:
+        found = []
+        for name, raw in table.items():
+            where: KeyPath = ("sources", name)
+            if not isinstance(raw, Mapping):
+                raise self.error(
+                    where,
+                    f"sources.{name} must be a table such as [sources.{name}] with url = "
+                    f'"http://HOST:9090", got {_show(raw)}.',
+                )
+            self.keys(
+                raw,
+                where,
+                ("url", "kind", "token_file", "token", "match", "backfill", "step", "enabled"),
+            )
+            url = self.string(raw, (*where, "url"), "the server's URL (http://HOST:9090)")
+            if not url or not url.lower().startswith(("http://", "https://")):
+                raise self.error(
+                    (*where, "url"),
+                    f'sources.{name} needs url = "http://HOST:9090" (or https://), got '
+                    f"{_show(raw.get('url'))}.",
+                )
+            kind = self.string(raw, (*where, "kind"), "prometheus") or "prometheus"
+            if kind not in SOURCE_KINDS:
+                raise self.error((*where, "kind"), f"kind must be prometheus, got {_show(kind)}.")
+            token_file, token = self.token(raw, where)
+            match = self.string(raw, (*where, "match"), 'a label selector such as {cluster="a"}')
+            if match is not None:
+                try:
+                    match = check_selector(match)
+                except ValueError as err:
+                    raise self.error((*where, "match"), str(err)) from None
+            backfill = self.duration(raw, (*where, "backfill"), bounds.BACKFILL_S, 7 * 86400.0)
+            step = self.duration(raw, (*where, "step"), bounds.QUERY_STEP_S, 60.0)
+            enabled = self.flag(raw, (*where, "enabled")) if "enabled" in raw else True
+            found.append(
+                SourceConfig(
+                    name=str(name),
+                    url=url.rstrip("/"),
+                    kind=kind,
+                    token_file=token_file,
+                    token_keyring=token == "keyring",
+                    match=match,
+                    backfill_s=backfill,
+                    step_s=step,
+                    enabled=enabled,
+                )
+            )
+        return tuple(found)
+
+    def duration(
+        self, table: Mapping[str, Any], where: KeyPath, bound: bounds.Bound, default: float
+    ) -> float:
+        """A number of seconds or a duration string ("7d", "12h", "90m", "30s")."""
+        key = str(where[-1])
+        if key not in table:
+            return default
+        value = table[key]
+        if isinstance(value, str):
+            try:
+                return parse_duration(value, bound, key)
+            except ValueError as err:
+                raise self.error(where, str(err)) from None
+        number = self.number(value, where, f'{bound.what} (or a duration such as "7d")', bound)
+        assert number is not None
+        return number
 
     def attribution(self, table: Mapping[str, Any]) -> AttributionConfig:
         where: KeyPath = ("attribution",)

@@ -27,8 +27,17 @@ import tomlkit.exceptions
 from tomlkit.container import Container
 from tomlkit.items import AoT, Table
 
-from costmeter.config import AgentConfig, Config, RemoteHostConfig, load_config, parse_config
+from costmeter.config import (
+    AgentConfig,
+    Config,
+    RemoteHostConfig,
+    SourceConfig,
+    load_config,
+    parse_config,
+)
+from costmeter.core import bounds
 from costmeter.core.errors import ConfigError
+from costmeter.core.units import parse_duration
 from costmeter.cost.pricing import PriceRow
 
 #: What the loader calls a user row that gives no source; such a source is not written back, so
@@ -53,6 +62,7 @@ _TOP_LEVEL = (
     "backends",
     "advice",
     "hosts",
+    "sources",
 )
 
 _Values = dict[str, object]
@@ -98,6 +108,56 @@ def _host_values(host: RemoteHostConfig) -> _Values:
     }
 
 
+def duration_value(seconds: float) -> object:
+    """A duration as the file spells it: "7d", "12h", "90m", or a number of seconds."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds > 0 and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return int(seconds) if float(seconds).is_integer() else seconds
+
+
+def _source_values(source: SourceConfig) -> _Values:
+    return {
+        "url": source.url,
+        "kind": source.kind,
+        "token_file": source.token_file,
+        "token": "keyring" if source.token_keyring and source.token_file is None else None,
+        "match": source.match,
+        "backfill": duration_value(source.backfill_s),
+        "step": int(source.step_s) if float(source.step_s).is_integer() else source.step_s,
+        "enabled": source.enabled,
+    }
+
+
+def _seconds(value: object) -> float | None:
+    value = value.unwrap() if hasattr(value, "unwrap") else value
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            return parse_duration(value, bounds.BACKFILL_S)
+    return None
+
+
+def _keep_durations(doc: Container, sources: Mapping[str, _Values]) -> None:
+    """A source's ``backfill``/``step`` keep the file's spelling (604800 or "1w" for "7d")
+    when they mean the same number of seconds."""
+    tables = doc.get("sources")
+    if not isinstance(tables, Table):
+        return
+    for name, values in sources.items():
+        table = tables.get(name)
+        if not isinstance(table, Table):
+            continue
+        for key in ("backfill", "step"):
+            old = table.get(key)
+            new = _seconds(values.get(key))
+            if old is not None and new is not None and _seconds(old) == new:
+                values[key] = old.unwrap() if hasattr(old, "unwrap") else old
+
+
 def _wanted(config: Config) -> dict[str, Any]:
     """What each top-level table must hold: key -> value, None for a table that must not exist.
 
@@ -134,6 +194,7 @@ def _wanted(config: Config) -> dict[str, Any]:
         "backends": {name: dict(options) for name, options in config.backends.items()},
         "advice": dict(config.advice) or None,
         "hosts": {host.name: _host_values(host) for host in config.hosts},
+        "sources": {source.name: _source_values(source) for source in config.sources},
     }
 
 
@@ -285,7 +346,9 @@ def dump_config(config: Config, *, path: Path | None = None, current: str | None
     for name in _TOP_LEVEL:
         if name == "cost":
             _set_cost(doc, *wanted["cost"])
-        elif name in ("backends", "hosts"):
+        elif name in ("backends", "hosts", "sources"):
+            if name == "sources":
+                _keep_durations(doc, wanted[name])
             _set_named_tables(doc, name, wanted[name])
         else:
             _set_table(doc, name, wanted[name])
@@ -344,6 +407,47 @@ def remove_host(path: Path, name: str) -> Config:
     if hosts == config.hosts:
         return config
     return save_config(dataclasses.replace(config, hosts=hosts), path)
+
+
+# -- [sources.NAME] tables (the Hosts page) -------------------------------------------------------
+
+
+def _check_source(source: SourceConfig, config: Config, path: Path, old: str | None) -> None:
+    problem = host_name_problem(source.name)
+    if problem is not None:
+        problem = problem.replace("host name", "source name").replace("a host", "a source")
+    elif any(s.name == source.name and s.name != old for s in config.sources):
+        problem = f"there is already a source named {source.name}; choose another name."
+    elif any(h.name == source.name for h in config.hosts):
+        problem = f"there is a host named {source.name}; give the source another name."
+    if problem is not None:
+        raise ConfigError(problem, path=str(path))
+
+
+def add_source(path: Path, source: SourceConfig) -> Config:
+    """Add a ``[sources.NAME]`` table to the file as it is now (as ``add_host``)."""
+    config = load_config(path)
+    _check_source(source, config, path, None)
+    return save_config(dataclasses.replace(config, sources=(*config.sources, source)), path)
+
+
+def replace_source(path: Path, name: str, source: SourceConfig) -> Config:
+    """Replace the table of source ``name`` by ``source`` (which may rename it), in place."""
+    config = load_config(path)
+    if not any(s.name == name for s in config.sources):
+        raise ConfigError(f"there is no source named {name} any more.", path=str(path))
+    _check_source(source, config, path, name)
+    sources = tuple(source if s.name == name else s for s in config.sources)
+    return save_config(dataclasses.replace(config, sources=sources), path)
+
+
+def remove_source(path: Path, name: str) -> Config:
+    """Remove the table of source ``name``; a source already gone is not an error."""
+    config = load_config(path)
+    sources = tuple(s for s in config.sources if s.name != name)
+    if sources == config.sources:
+        return config
+    return save_config(dataclasses.replace(config, sources=sources), path)
 
 
 def _current_text(path: Path) -> str | None:

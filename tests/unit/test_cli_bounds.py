@@ -19,6 +19,15 @@ OPTIONS: list[tuple[tuple[str, ...], str, str, tuple[str, ...], frozenset[str]]]
     (("record",), "--interval", "0.5", (), frozenset()),
     (("record",), "--duration", "90", (), frozenset()),
     (("record",), "--seed", "7", (), frozenset({"0"})),
+    # --backfill 0 follows a Prometheus source without reading history.
+    (
+        ("record", "--prometheus", "http://127.0.0.1:9090"),
+        "--backfill",
+        "604800",
+        (),
+        frozenset({"0"}),
+    ),
+    (("record", "--prometheus", "http://127.0.0.1:9090"), "--step", "30", (), frozenset()),
     (("simulate", "--hours", "1"), "--interval", "10", (), frozenset()),
     (("simulate",), "--hours", "0.05", (), frozenset()),
     (("simulate", "--hours", "1"), "--seed", "3", (), frozenset({"0"})),

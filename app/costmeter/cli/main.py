@@ -83,16 +83,56 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="sample only the remote hosts, not this machine",
     )
+    rec.add_argument(
+        "--prometheus",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="also read the dcgm-exporter and node_exporter history a Prometheus-compatible "
+        "server holds (Prometheus, VictoriaMetrics, Thanos, Mimir) at URL, then follow it "
+        "(repeatable); without --remote, --token-file is its bearer token",
+    )
+    rec.add_argument(
+        "--match",
+        metavar="SELECTOR",
+        help='with --prometheus: a label selector added to every query, such as {cluster="a"}',
+    )
+    rec.add_argument(
+        "--backfill",
+        type=t.duration(b.BACKFILL_S),
+        metavar="D",
+        help="with --prometheus: how much history to read for a host not stored yet (7d, 12h; "
+        "0 = follow only; default 7d); a host already stored resumes where it stops",
+    )
+    rec.add_argument(
+        "--step",
+        type=t.duration(b.QUERY_STEP_S),
+        metavar="S",
+        help="with --prometheus: the query step, 1 to 60 seconds (default 60)",
+    )
+    rec.add_argument(
+        "--once",
+        action="store_true",
+        help="with --prometheus or [sources]: stop once every source has read up to now",
+    )
     _common(rec)
 
     sim = sub.add_parser(
         "simulate",
         help="write H hours of simulated history that end now, in seconds",
         description="Write the H hours of history that end now, sampled from simulated GPUs "
-        "through the same sampler -> store path on a simulated clock.",
+        "on a simulated clock and written through the same store path as record. The GPUs' "
+        "state is read directly, with the values the NVML sampler reads from the simulated "
+        "driver (a test holds the two equal); --via-nvml-sampler goes through the sampler.",
     )
     sim.add_argument("--hours", type=t.number(b.HOURS), required=True, metavar="H")
     sim.add_argument("--interval", type=INTERVAL, metavar="S", help=INTERVAL_HELP)
+    sim.add_argument(
+        "--via-nvml-sampler",
+        action="store_true",
+        help="read the simulated GPUs call by call through the NVML sampler, as record --simulate "
+        "does (about 3x slower; by default their state is read directly, with the same values)",
+    )
     _common(sim)
 
     rep = sub.add_parser("report", help="energy, cost and idle cost per device and host")

@@ -97,7 +97,14 @@ def summary_lines(session: Session, row: RunRow, estimate: str) -> list[str]:
         f"energy {energy_text(row.energy_kwh or 0.0)}"
     )
     money = format_cost(row.cost, currency)
-    lines.append(f"  cost {money}; estimated before: {estimate}")
+    if row.estimated:
+        lines.append(f"  cost ~{money} est.; estimated before: {estimate}")
+    else:
+        lines.append(f"  cost {money}; estimated before: {estimate}")
+    if row.job:
+        lines.append(f"  job {row.job}" + (f" on {row.node}" if row.node else ""))
+    if row.cost_note:
+        lines.append(f"  {row.cost_note}")
     return lines
 
 

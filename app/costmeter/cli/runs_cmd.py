@@ -13,8 +13,9 @@ from costmeter.cli.run_cmd import energy_text, seconds_text
 from costmeter.cli.table import render
 from costmeter.core.tags import format_tags
 from costmeter.cost.run_cost import format_cost
+from costmeter.service.run_costs import reprice_estimated
 from costmeter.service.run_reconcile import reconcile_stale_runs
-from costmeter.store.runs import RunRow, RunStore
+from costmeter.store.runs import ESTIMATED, MEASURED, RunRow, RunStore
 
 
 def run(args: argparse.Namespace) -> int:
@@ -31,7 +32,14 @@ def run(args: argparse.Namespace) -> int:
         return 0
     with RunStore.open(db) as store:
         lost = reconcile_stale_runs(store)
+        # Estimated job costs whose node's samples have arrived since (a late agent): measured.
+        repriced = reprice_estimated(store, config.pricing())
         rows = store.list_runs(args.limit)
+    if repriced:
+        say(
+            f"run(s) {', '.join(map(str, repriced))}: samples of their node arrived, so their "
+            "estimated cost is now the measured one."
+        )
     if lost:
         say(
             f"run(s) {', '.join(map(str, lost))} had no process left after Costmeter stopped: "
@@ -75,6 +83,10 @@ def as_json(r: RunRow) -> dict[str, Any]:
         "energy_kwh": r.energy_kwh,
         "cost": r.cost,
         "currency": r.currency,
+        "cost_basis": cost_basis(r),
+        "cost_note": r.cost_note or None,
+        "job": r.job,
+        "allocated_gpus": r.allocated_gpus,
         "estimate": r.estimate,
         "estimate_runs": r.estimate_runs,
         "sweep": r.sweep,
@@ -118,12 +130,27 @@ def table(rows: list[RunRow], currency: str) -> str:
             "" if r.duration_s is None else seconds_text(r.duration_s),
             ",".join(f"#{i}" for i in r.gpus) or "-",
             "" if r.energy_kwh is None else energy_text(r.energy_kwh),
-            "" if r.cost is None else format_cost(r.cost, r.currency or currency),
+            cost_text(r, currency),
         ]
         if tagged:
             cells.append(tags_text(r.tags))
         body.append(tuple(cells))
     return render(headers, body, numeric={0, 4, 6, 8, 9})
+
+
+def cost_basis(r: RunRow) -> str | None:
+    """``measured`` or ``estimated`` for a priced run, None before it is priced."""
+    if r.cost is None:
+        return None
+    return ESTIMATED if r.estimated else MEASURED
+
+
+def cost_text(r: RunRow, currency: str) -> str:
+    """The cost cell: ``$1.23``, or ``~$1.23 est.`` when no sample covered the run."""
+    if r.cost is None:
+        return ""
+    money = format_cost(r.cost, r.currency or currency)
+    return f"~{money} est." if r.estimated else money
 
 
 #: The tags column is cut here (``runs --format json`` has them whole).

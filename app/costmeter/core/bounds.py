@@ -109,6 +109,10 @@ INTERVAL_S = Bound("a number of seconds between samples", 0.05, 3600.0)
 SCAN_INTERVAL_S = Bound("a number of seconds between process scans", 0.05, 86400.0)
 #: A duration a command runs or waits for (--duration, --time-limit, --quit-after): up to 10 years.
 DURATION_S = Bound("a duration", 0.0, _TEN_YEARS_S, low_open=True, high_text="10 years")
+#: How far back a Prometheus source fills history (``backfill``, --backfill): 0 = follow only.
+BACKFILL_S = Bound("a duration to fill back", 0.0, _TEN_YEARS_S, high_text="10 years")
+#: A Prometheus source's query step: never coarser than a minute (the store's finest rollup).
+QUERY_STEP_S = Bound("a query step in seconds", 1.0, 60.0)
 #: How far back a report or the advice looks (--since): up to 10 years.
 WINDOW_S = Bound("a duration to look back", 0.0, _TEN_YEARS_S, low_open=True, high_text="10 years")
 #: A number of seconds to wait (gui --quit-after): from one tick to 10 years.

@@ -96,6 +96,11 @@ class RunCost:
     cpu_seconds: float
     cpu_cost: float
     cpu_energy_kwh: float
+    #: Worked out from elapsed time x allocated GPUs x price: no sample covered the run
+    #: (``costmeter.cost.run_estimate``); ``note`` says why and from what.
+    estimated: bool = False
+    #: Words on what the cost stands on (why estimated, or samples covering only part of it).
+    note: str = ""
 
     @property
     def gpu_hours(self) -> float:

@@ -158,6 +158,7 @@ class MonitorBridge(QObject):
             seed=self.seed,
             interval_s=self.interval_s,
             remote=enabled_hosts(self.config),
+            sources=self.config.sources,
         )
         monitor = Monitor(options, on_message=self._say)
         self._monitor = monitor

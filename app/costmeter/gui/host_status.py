@@ -1,20 +1,22 @@
 """The state of every host the window knows: this machine, configured and recorded remote hosts.
 
-Three sources, merged by host name: the ``[hosts.NAME]`` tables of the configuration (what the
-user asked for), the ``remote_hosts`` table (written by whichever process collects: this
+Three sources, merged by host name: the ``[hosts.NAME]`` and ``[sources.NAME]`` tables of the
+configuration (what the user asked for; a Prometheus source reports its status under its own
+name, kind ``source``), the ``remote_hosts`` table (written by whichever process collects: this
 window's monitor or a ``costmeter record`` elsewhere), and, when this window's own monitor
 collects, its in-memory statuses, which are the freshest. Qt-free, so tests build rows directly.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from costmeter.config import Config, RemoteHostConfig
+from costmeter.config import Config, RemoteHostConfig, SourceConfig
 from costmeter.service.remote import read_remote_hosts
 
 #: States a remote host can be in (the collector's) and those the window adds.
@@ -24,6 +26,10 @@ DISABLED, WAITING, RECORDING, NOT_RECORDING = "disabled", "waiting", "recording"
 DOWN_STATES = frozenset({DISCONNECTED, ERROR})
 
 LOCAL_KIND = "this machine"
+#: The kind a Prometheus source reports its status with (service.remote.prom_source).
+SOURCE_KIND = "source"
+#: "filling history: 40 % (at ...)": a backfilling source's progress.
+_PERCENT = re.compile(r"(\d+(?:\.\d+)?)\s*%")
 #: A row of the table that nobody updated for this long: no recorder collects that host now.
 STALE_S = 120.0
 
@@ -59,10 +65,30 @@ class HostRow:
     configured: bool
     enabled: bool = True
     config: RemoteHostConfig | None = None
+    #: The [sources.NAME] table, for a Prometheus source's row.
+    source: SourceConfig | None = None
 
     @property
     def local(self) -> bool:
         return self.kind == LOCAL_KIND
+
+    @property
+    def is_source(self) -> bool:
+        return self.kind == SOURCE_KIND
+
+    @property
+    def progress(self) -> float | None:
+        """A backfilling row's progress in percent, when its status sentence gives one."""
+        if self.state != BACKFILLING or not self.error:
+            return None
+        found = _PERCENT.search(self.error)
+        return min(100.0, float(found.group(1))) if found else None
+
+    @property
+    def state_text(self) -> str:
+        """ "backfilling 40 %" while a source fills history, else the state."""
+        progress = self.progress
+        return self.state if progress is None else f"{self.state} {progress:.0f} %"
 
     @property
     def down(self) -> bool:
@@ -107,8 +133,9 @@ def merge_rows(
     *,
     now: float | None = None,
 ) -> list[HostRow]:
-    """Configured hosts in file order, then hosts only the table knows (recorded from the
-    command line elsewhere), with the freshest status of each."""
+    """Configured hosts in file order, then configured Prometheus sources, then hosts and
+    sources only the table knows (recorded from the command line elsewhere), with the freshest
+    status of each."""
     now = time.time() if now is None else now
     by_table = {r.name: r for r in table}
     by_live = {r.name: r for r in live}
@@ -116,7 +143,10 @@ def merge_rows(
     for host in config.hosts:
         status = by_live.get(host.name) or by_table.get(host.name)
         rows.append(_row(host.name, host.url, host.kind, status, now, host))
-    names = {h.name for h in config.hosts}
+    for source in config.sources:
+        status = by_live.get(source.name) or by_table.get(source.name)
+        rows.append(_row(source.name, source.url, SOURCE_KIND, status, now, None, source))
+    names = {h.name for h in config.hosts} | {s.name for s in config.sources}
     for name in sorted((set(by_table) | set(by_live)) - names):
         status = by_live.get(name) or by_table[name]
         rows.append(_row(name, status.url, status.kind, status, now, None))
@@ -130,8 +160,10 @@ def _row(
     status: StatusRow | None,
     now: float,
     host: RemoteHostConfig | None,
+    source: SourceConfig | None = None,
 ) -> HostRow:
-    enabled = host.enabled if host is not None else True
+    table = host if host is not None else source
+    enabled = table.enabled if table is not None else True
     if not enabled:
         state = DISABLED
     elif status is None:
@@ -153,9 +185,10 @@ def _row(
         newest_sample=newest,
         lag_s=lag if enabled else None,
         error=status.error if status is not None and enabled else None,
-        configured=host is not None,
+        configured=table is not None,
         enabled=enabled,
         config=host,
+        source=source,
     )
 
 

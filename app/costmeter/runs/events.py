@@ -42,6 +42,9 @@ class RunInfo:
     #: When the queue saw the run end (``ended`` is the backend's own time).
     detected_at: float | None = None
     message: str = ""
+    #: The scheduler's job id and the GPUs it allocated (``RunStatus.job``, plugin API 1.2).
+    job: str | None = None
+    allocated_gpus: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -215,6 +215,7 @@ class RunQueue:
             "pids": status.pids or old.pids,
             "node": status.node,
             "started": status.started if status.started is not None else old.started,
+            **_job_changes(status),
         }
         if self.places_gpus and status.gpu_indices:
             changes["gpu_indices"] = tuple(status.gpu_indices)
@@ -228,6 +229,11 @@ class RunQueue:
             self.emit(kind, new)
 
     def finish_from_status(self, entry: RunEntry, status: RunStatus) -> None:
+        job = _job_changes(status)
+        if status.node is not None and entry.info.node is None:
+            job["node"] = status.node  # a job that ended before its first status was seen
+        if job:
+            self.update(entry, **job)
         state = status.state
         message = status.message
         if entry.cancel_reason is not None:
@@ -345,3 +351,15 @@ class RunQueue:
     def runs(self) -> list[RunInfo]:
         with self._cond:
             return [e.info for e in self._entries.values()]
+
+
+def _job_changes(status: RunStatus) -> dict[str, object]:
+    """The scheduler's job id and allocated GPUs, when the status carries them (API 1.2)."""
+    out: dict[str, object] = {}
+    job = getattr(status, "job", None)
+    if job is not None:
+        out["job"] = str(job)
+    gpus = getattr(status, "allocated_gpus", None)
+    if isinstance(gpus, int) and not isinstance(gpus, bool) and gpus >= 0:
+        out["allocated_gpus"] = gpus
+    return out

@@ -7,8 +7,12 @@ runs are managed (the run service at start-up, ``costmeter runs``), not here.
 
 from __future__ import annotations
 
+import gc
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 
 from costmeter.advice.engine import evaluate
 from costmeter.advice.model import Recommendation
@@ -16,7 +20,7 @@ from costmeter.advice.thresholds import Thresholds
 from costmeter.config import Config
 from costmeter.core.errors import ConfigError
 from costmeter.service.advice_facts import gather_facts
-from costmeter.service.advice_owners import name_owners, owners_from
+from costmeter.service.advice_owners import device_sets, free_needed, name_owners, owners_from
 from costmeter.store import Store, advice_states, clear_advice_state, set_advice_state
 
 #: advice_state.state values.
@@ -59,13 +63,17 @@ def advise(
     except ConfigError as exc:
         messages.append(f"{exc} The default thresholds were used.")
         thresholds = Thresholds()
-    facts, notes = gather_facts(store, config, start, end)
-    messages.extend(notes)
-    found, failed = evaluate(facts, thresholds)
-    messages.extend(failed)
-    if found:  # who each one is about: one attribution pass over the window
-        owners = owners_from(store.attribution(facts.start, facts.end), config.attribution.rules)
-        found = name_owners(found, facts, owners)
+    with gc_paused():
+        facts, notes = gather_facts(store, config, start, end)
+        messages.extend(notes)
+        found, failed = evaluate(facts, thresholds)
+        messages.extend(failed)
+        if found:  # who each one is about: one attribution pass over the window
+            sets = device_sets(found, facts)
+            attribution = store.attribution(
+                facts.start, facts.end, free_of=partial(free_needed, sets)
+            )
+            found = name_owners(found, facts, owners_from(attribution, config.attribution.rules))
     states = _states(store, end)
     active = sorted((r for r in found if r.key not in states), key=_order)
     hidden = sorted((r for r in found if r.key in states), key=_order)
@@ -73,6 +81,22 @@ def advise(
     return AdviceResult(
         tuple(active), tuple(hidden), tuple(messages), facts.start, facts.end, facts.currency
     )
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection inside: ``advise`` builds a few hundred thousand
+    short-lived row tuples and series, and the collector's passes over them were a sixth of
+    its time (0.08 of 0.47 s on 137 GPUs x 23 h). Reference counting still frees them; cycles
+    wait for the next collection. Collection is switched back on only if it was on, so two
+    threads pausing at once leave it on."""
+    was_on = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_on:
+            gc.enable()
 
 
 def _states(store: Store, now: float) -> set[str]:

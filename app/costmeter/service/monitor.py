@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from costmeter.config import Config, RemoteHostConfig
+from costmeter.config import Config, RemoteHostConfig, SourceConfig
 from costmeter.core import (
     Clock,
     DeviceInfo,
@@ -32,6 +32,7 @@ from costmeter.sampling.host import HostSampler
 from costmeter.sampling.loop import SamplingLoop
 from costmeter.sampling.nvml import NvmlSampler
 from costmeter.service.remote import HostStatus, RemoteCollector
+from costmeter.service.remote.prom_source import PromSources
 from costmeter.store import RetentionPolicy, Writer
 
 if TYPE_CHECKING:  # the simulator is imported only when asked for (never on the NVML path)
@@ -60,11 +61,16 @@ class MonitorOptions:
     seed: int = 0
     #: Run on a simulated clock that starts here (``costmeter simulate``); None = real time.
     simulated_start: float | None = None
+    #: With ``simulated_start``: read the simulated GPUs' state directly after the first tick
+    #: (``sampling/simulated/direct.py``) instead of through the NVML sampler (same values).
+    direct_simulation: bool = False
     tracked_pids: set[int] = field(default_factory=set)
     #: Remote hosts to pull samples from (agents, Prometheus exporters), written by this writer.
     remote: tuple[RemoteHostConfig, ...] = ()
     #: False: no local samplers at all, only the remote hosts (``record --no-local``).
     local: bool = True
+    #: Prometheus-compatible servers to read history from (``record --prometheus``, [sources]).
+    sources: tuple[SourceConfig, ...] = ()
 
 
 class Monitor:
@@ -92,6 +98,7 @@ class Monitor:
         self._listeners: list[Listener] = []
         self._remote_listeners: list[Listener] = []
         self.remote: RemoteCollector | None = None
+        self.sources: PromSources | None = None
         self._energy = EnergyTracker(max_gap_s=max(5.0, 5 * self.interval_s))
         self._loop: SamplingLoop | None = None
         #: Set by ``stop()``, even before a loop exists: a Ctrl-C between "recording ..." and
@@ -111,7 +118,12 @@ class Monitor:
             from costmeter.sampling.simulated import make_fake_nvml
 
             self.fake = make_fake_nvml(opts.simulate, seed=opts.seed, clock=self.clock)
-            self.gpu = NvmlSampler(self.fake, host=hostname, clock=self.clock)
+            if bulk and opts.direct_simulation:
+                from costmeter.sampling.simulated.direct import DirectSimSampler
+
+                self.gpu = DirectSimSampler(self.fake, host=hostname, clock=self.clock)
+            else:
+                self.gpu = NvmlSampler(self.fake, host=hostname, clock=self.clock)
             self.gpu_mode = "simulated"
         else:
             self.gpu = NvmlSampler(host=hostname, clock=self.clock)
@@ -153,6 +165,16 @@ class Monitor:
             self.writer.register(self.host_info, self.devices)
         if opts.remote:
             self.set_remote_hosts(opts.remote)
+        if any(s.enabled for s in opts.sources):
+            self.sources = PromSources(
+                opts.sources,
+                self.writer,
+                store_path=opts.db_path,
+                cpu_tdp_w=self.cpu_tdp_w,
+                skip_hosts=(self.host_info.hostname,) if opts.local else (),
+                on_message=self._say,
+            )
+            self.sources.start()
 
     def _simulated_process(self, pid: int) -> ProcessSample | None:
         """The simulated side of a process psutil cannot read: only simulated PIDs have one (a
@@ -203,8 +225,9 @@ class Monitor:
         self.remote.start()
 
     def remote_statuses(self) -> list[HostStatus]:
-        """The remote hosts and their state (empty without remote hosts)."""
-        return self.remote.statuses() if self.remote is not None else []
+        """The remote hosts and sources and their state (empty without any)."""
+        hosts = self.remote.statuses() if self.remote is not None else []
+        return hosts + (self.sources.statuses() if self.sources is not None else [])
 
     def set_tracked_pids(self, pids: Iterable[int]) -> None:
         """Sample these processes (and their children) from the next tick on: the runs' PIDs.
@@ -276,6 +299,9 @@ class Monitor:
 
     def close(self) -> None:
         self.stop()
+        if self.sources is not None:
+            self.sources.stop()
+            self.sources = None
         if self.remote is not None:
             self.remote.stop()
             self.remote = None

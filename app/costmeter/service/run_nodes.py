@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from costmeter.core.hostnames import same_host
 from costmeter.plugin_api import Backend, Capability, RunHandle
 from costmeter.service.monitor import Monitor
 from costmeter.service.node_ingest import NodeIngest
@@ -82,8 +83,15 @@ class RunNodes:
         """Whether node samples are asked for and written."""
         return self.ingest is not None
 
+    @property
+    def fetches(self) -> bool:
+        """Whether the backend hands back node samples (``Capability.NODE_SAMPLES``)."""
+        return self._fetch_fn is not None
+
     def is_remote(self, node: str | None) -> bool:
-        return node is not None and node != self.hostname
+        """Whether ``node`` is another machine (a Slurm node name may be this machine's short
+        name while this host knows itself by its FQDN, or the other way round)."""
+        return node is not None and not same_host(node, self.hostname)
 
     def started(self, key: int, node: str, handle: RunHandle | None, since_ts: float) -> None:
         """Run ``key`` executes on ``node`` (not this machine): poll its node from now on."""

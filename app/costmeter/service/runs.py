@@ -29,6 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
 from costmeter import progress
 from costmeter.cost.pricing import Pricing
 from costmeter.cost.run_cost import Estimate, RunCost
@@ -49,10 +51,13 @@ from costmeter.service.monitor import Monitor
 from costmeter.service.run_costs import (
     LiveRun,
     budget_reason,
+    cost_columns,
     cost_of_run,
     estimate_for,
     live_figures,
+    reprice_estimated,
 )
+from costmeter.service.run_jobs import JobProcesses
 from costmeter.service.run_nodes import RunNodes
 from costmeter.service.run_reconcile import reconcile_at_start
 from costmeter.service.run_support import (
@@ -110,6 +115,8 @@ class _Live:
     next_check: float = 0.0
     #: The run executes on another machine: its PIDs are that machine's, not tracked here.
     remote: bool = False
+    #: A scheduler's job on this machine: its processes, wherever they hang in the tree.
+    job: JobProcesses | None = None
 
 
 class RunService:
@@ -127,6 +134,12 @@ class RunService:
         # Runs a Costmeter that stopped left "running" are marked lost where runs are managed
         # (advice only reads): once, as the service starts.
         self.reconciled = reconcile_at_start(self.store, say=options.on_message)
+        # Estimated costs of batch jobs whose node's samples have arrived since: measured now.
+        self.repriced: list[int] = []
+        try:
+            self.repriced = reprice_estimated(self.store, options.pricing)
+        except Exception:
+            log.exception("Estimated run costs could not be priced again.")
         gpu_count = options.gpu_count
         if gpu_count is None:
             gpu_count = len(mon.devices) if mon is not None else 0
@@ -154,6 +167,12 @@ class RunService:
         self._finisher = threading.Thread(target=self._cost_loop, name="costmeter-run-costs")
         self._finisher.daemon = True
         self._finisher.start()
+        # Queue events are written to their rows and passed on here, in order, not on the
+        # runs' polling threads: a run's end is noticed without waiting for its row writes.
+        self._events: queue.Queue[tuple[RunEvent, _Live] | None] = queue.Queue()
+        self._poster = threading.Thread(target=self._post_loop, name="costmeter-run-rows")
+        self._poster.daemon = True
+        self._poster.start()
         if mon is not None:
             mon.add_listener(self._on_tick)
         self.queue = RunQueue(
@@ -173,7 +192,8 @@ class RunService:
     # -- public API ---------------------------------------------------------------------------
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
-        """Events of every run, after the database has them (on worker threads)."""
+        """Events of every run, in order, after the database has them (on the service's
+        threads: one for the queue's events, one for COSTED)."""
         with self._lock:
             self._listeners.append(listener)
 
@@ -212,8 +232,9 @@ class RunService:
             estimate=est.amount,
             estimate_runs=est.runs,
         )
+        # Its directory goes in the row with its first state change (``_write_row``): one
+        # write less on the submitting thread, which a sweep's hundreds of runs wait on.
         run_dir = fresh_dir(self.runs_dir, run_id)
-        self.store.update(run_id, run_dir=str(run_dir))
         with self._lock:
             self._live[run_id] = _Live(run_dir)
         env = {RUN_ID_ENV: str(run_id), PROGRESS_ENV: str(run_dir / progress.FILE_NAME)}
@@ -273,6 +294,9 @@ class RunService:
     def close(self) -> None:
         """Stop taking runs; runs still going are left alone (cancel them first)."""
         self.queue.close()
+        self._events.put(None)
+        if threading.current_thread() is not self._poster:  # not from inside a listener
+            self._poster.join(timeout=30)
         self._jobs.put(None)
         self._finisher.join(timeout=30)
         self.nodes.close()
@@ -324,18 +348,31 @@ class RunService:
                 self._track()
             live.pids |= set(info.pids)
             since = info.started or info.submitted_at or time.time()
-            self.nodes.started(info.key, info.node, info.handle, since)
-        if event.kind in (EventKind.STARTED, EventKind.UPDATED, EventKind.FINISHED):
-            self._write_row(info, live)
+            # A scheduler's job whose backend hands back no samples is priced from what an
+            # agent or source there records (else estimated): nothing to poll, nothing to say.
+            if info.job is None or self.nodes.fetches:
+                self.nodes.started(info.key, info.node, info.handle, since)
         if event.kind == EventKind.FINISHED:
             self._detach(live)
-            with self._lock:
+            with self._lock:  # counted now: ``wait`` waits for its row, listeners and price
                 self._pending_costs += 1
-        self._forward(event)
-        if event.kind == EventKind.FINISHED:
-            # Priced after FINISHED has gone out: without a monitor to wait for, COSTED could
-            # otherwise reach listeners first (the desktop app then waited for it forever).
-            self._jobs.put(info.key)
+        self._events.put((event, live))
+
+    def _post_loop(self) -> None:
+        while (item := self._events.get()) is not None:
+            event, live = item
+            try:
+                if event.kind in (EventKind.STARTED, EventKind.UPDATED, EventKind.FINISHED):
+                    self._write_row(event.run, live)
+                self._forward(event)
+            except Exception:  # a bug here must not stop the events of every other run
+                log.exception("Run %s: its %s event was not passed on.", event.run.key, event.kind)
+            finally:
+                if event.kind == EventKind.FINISHED:
+                    # Priced after FINISHED has gone out: without a monitor to wait for, COSTED
+                    # could otherwise reach listeners first (the desktop app then waited for it
+                    # forever).
+                    self._jobs.put(event.run.key)
 
     def _write_row(self, info: RunInfo, live: _Live) -> None:
         values: dict[str, object] = {
@@ -345,7 +382,12 @@ class RunService:
             "pids": sorted(live.pids),
             "node": info.node,
             "message": info.message,
+            "run_dir": str(live.run_dir),
         }
+        if info.job is not None:
+            values["job"] = info.job
+        if info.allocated_gpus is not None:
+            values["allocated_gpus"] = info.allocated_gpus
         if info.handle is not None:
             values["handle_key"] = info.handle.key
             values["handle_data"] = dict(info.handle.data)
@@ -375,15 +417,35 @@ class RunService:
             return None
         if info.pids and self._is_local(info.node):
             live.cpu.read(info.pids)
+        if live.attached and not _alive(live.attached[0][1]):
+            # A process that ended leaves the GPU as it does on real NVML, not when the
+            # backend reports the run's end (a scheduler's poll, seconds later).
+            self._detach(live)
         now = time.monotonic()
         if now < live.next_check:
             return None
         live.next_check = now + self.options.check_interval_s
+        if info.job is not None and self._is_local(info.node):
+            self._track_job(info.job, live)
         budget = info.spec.budget
         if budget is None:
             return None
         figures = self.live(info.key)
         return None if figures is None else budget_reason(figures, budget, self.pricing.currency)
+
+    def _track_job(self, job: str, live: _Live) -> None:
+        """A job's processes on this machine that are not the reported PID's descendants
+        (Slurm starts tasks from slurmstepd): sampled as the run's from the next tick."""
+        if live.job is None or live.job.job != job:
+            live.job = JobProcesses(job)
+        try:
+            found = live.job.scan()
+        except Exception:
+            log.exception("The processes of job %s could not be listed.", job)
+            return
+        if not found <= live.pids:
+            live.pids |= found
+            self._track()
 
     def _on_tick(self, tick: object) -> None:
         self._last_tick = float(getattr(tick, "ts", time.time()))
@@ -437,15 +499,18 @@ class RunService:
             self._await_samples(row.ended)
         cpu = live.cpu.seconds if live is not None else None
         cost = cost_of_run(self.store, row, self.pricing, tracked_cpu_s=cpu)
-        self.store.update(
-            run_id,
-            cost=cost.cost,
-            energy_kwh=cost.energy_kwh,
-            gpu_seconds=cost.gpu_seconds,
-            cpu_seconds=cost.cpu_seconds,
-            currency=cost.currency,
-        )
+        self.store.update(run_id, **cost_columns(cost))
         with self._lock:
             self._costs[run_id] = cost
         info = self.queue.info(run_id)
         self._forward(RunEvent(EventKind.COSTED, info))
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie has ended)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.Error:
+        return True

@@ -30,7 +30,7 @@ import itertools
 import json
 import math
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,7 +125,7 @@ WITH placed(device_id, run_id, lo, hi) AS (
 ), f AS (
     SELECT d.device_id, {bucket} AS bucket, d.ts, d.dt_ms, d.energy_mj
     FROM device_samples d
-    WHERE d.device_id IN (SELECT id FROM devices) AND d.ts >= :lo AND d.ts < :hi AND NOT EXISTS (
+    WHERE d.{devices} AND d.ts >= :lo AND d.ts < :hi AND NOT EXISTS (
         SELECT 1 FROM gpu_process_samples g WHERE g.device_id = d.device_id AND g.ts = d.ts
     )
 ), h AS (
@@ -169,18 +169,20 @@ FROM json_each(:pairs) j
 """
 
 _DEVICES = "device_id IN (SELECT id FROM devices)"
+#: The GPUs whose free time is read when ``attribution`` is asked for some only (``free_of``).
+_FREE_DEVICES = "device_id IN (SELECT value FROM json_each(:free_ids))"
 _SHARES_MINUTES_SQL = f"""
 SELECT device_id, proc_id, {{bucket}} AS bucket, sum(busy_ms), sum(idle_ms), sum(energy_mj),
     sum(idle_energy_mj)
 FROM gpu_share_1m WHERE {_DEVICES} AND ts >= :lo AND ts < :hi
 GROUP BY device_id, proc_id, bucket
 """
-_FREE_MINUTES_FROM = f"""
+_FREE_MINUTES_FROM = """
 FROM device_rollup_1m r LEFT JOIN (
     SELECT device_id, ts, sum(busy_ms + idle_ms) AS ms, sum(energy_mj) AS e FROM gpu_share_1m
-    WHERE {_DEVICES} AND ts >= :lo AND ts < :hi GROUP BY device_id, ts
+    WHERE {devices} AND ts >= :lo AND ts < :hi GROUP BY device_id, ts
 ) s ON s.device_id = r.device_id AND s.ts = r.ts
-WHERE r.{_DEVICES} AND r.ts >= :lo AND r.ts < :hi
+WHERE r.{devices} AND r.ts >= :lo AND r.ts < :hi
 """
 #: Minute by minute, for the GPUs a run was placed on (their minutes are split in Python).
 _FREE_MINUTES_SQL = f"""
@@ -237,8 +239,14 @@ def attribution(
     cutoffs: Cutoffs,
     *,
     bucket_s: float | None = None,
+    free_of: Callable[[frozenset[str]], Collection[str]] | None = None,
 ) -> Attribution:
-    """Everything the chargeback needs for ``[start, end)``; see the module's docstring."""
+    """Everything the chargeback needs for ``[start, end)``; see the module's docstring.
+
+    ``free_of``: when given, free time is read only for the GPUs (UUIDs) it names, given the
+    GPUs some process held in the window, and for every GPU a run was placed on; the rest of
+    ``free`` is left out (reading every GPU-minute is most of the cost over a long window).
+    """
     if bucket_s is not None and not (math.isfinite(bucket_s) and bucket_s > 0):
         raise ValueError("The bucket width must be a positive number of seconds.")
     bucket_ms = None if bucket_s is None else max(1, round(bucket_s * 1000))
@@ -257,18 +265,26 @@ def attribution(
 
     shares: dict[tuple[int, int, int | None], list[float]] = {}
     free: dict[tuple[int, int | None, int | None], list[float]] = {}
-    for minutes, a, b in _pieces(max(lo, share_from), hi, bucket_ms):
-        params = {"lo": a, "hi": b}
+    pieces = _pieces(max(lo, share_from), hi, bucket_ms)
+    for minutes, a, b in pieces:
         if minutes:
             sql = _SHARES_MINUTES_SQL.format(bucket=_bucket_expr(bucket_ms, "ts"))
         else:
             sql = SHARES_SQL.format(where=_DEVICES, bucket=_bucket_expr(bucket_ms, "g.ts"))
-        for did, proc_id, bucket, *values in conn.execute(sql, params):
+        for did, proc_id, bucket, *values in conn.execute(sql, {"lo": a, "hi": b}):
             _add(shares, (did, proc_id, bucket), values)
+    where, ids = _DEVICES, {}
+    if free_of is not None:
+        wanted = _free_wanted(free_of, devices, shares, placed)
+        where, ids = _FREE_DEVICES, {"free_ids": json.dumps(wanted)}
+        if not wanted:
+            pieces = []
+    for minutes, a, b in pieces:
+        params = {"lo": a, "hi": b, **ids}
         if minutes:
-            _free_minutes(conn, free, placed, a, b, bucket_ms)
+            _free_minutes(conn, free, placed, params, bucket_ms, where)
         else:
-            sql = _FREE_SQL.format(bucket=_bucket_expr(bucket_ms, "d.ts"))
+            sql = _FREE_SQL.format(bucket=_bucket_expr(bucket_ms, "d.ts"), devices=where)
             for did, bucket, run_id, ms, mj in conn.execute(
                 sql, {**params, "placed": json.dumps(placed)}
             ):
@@ -312,6 +328,20 @@ def attribution(
     )
 
 
+def _free_wanted(
+    free_of: Callable[[frozenset[str]], Collection[str]],
+    devices: Mapping[int, tuple[str, int, int]],
+    shares: Mapping[tuple[int, int, int | None], Sequence[float]],
+    placed: Sequence[tuple[int, int, int, int]],
+) -> list[int]:
+    """Device ids whose free time to read: those ``free_of`` names, given the GPUs some process
+    held, and every GPU a run was placed on (its free time names the run)."""
+    by_uuid = {uuid: did for did, (uuid, _host, _idx) in devices.items()}
+    held = frozenset(devices[k[0]][0] for k, v in shares.items() if any(v) and k[0] in devices)
+    wanted = {by_uuid[u] for u in free_of(held) if u in by_uuid} | {p[0] for p in placed}
+    return sorted(wanted)
+
+
 def _order(item: tuple[tuple[Any, ...], Any]) -> tuple[Any, ...]:
     return tuple(-1 if k is None else k for k in item[0])
 
@@ -329,20 +359,21 @@ def _free_minutes(
     conn: sqlite3.Connection,
     free: dict[tuple[int, int | None, int | None], list[float]],
     placed: Sequence[tuple[int, int, int, int]],
-    lo: int,
-    hi: int,
+    params: Mapping[str, Any],
     bucket_ms: int | None,
+    where: str,
 ) -> None:
     """Free time of whole minutes: the device's time less its processes' shares, split by
     how much of the minute each run placed on the GPU covers."""
     by_device: dict[int, list[tuple[int, int, int]]] = {}
     for did, run_id, a, b in placed:
         by_device.setdefault(did, []).append((run_id, a, b))
-    params = {"lo": lo, "hi": hi, "placed": json.dumps(sorted(by_device))}
-    sql = _FREE_MINUTES_SUM_SQL.format(bucket=_bucket_expr(bucket_ms, "r.ts"))
+    params = {**params, "placed": json.dumps(sorted(by_device))}
+    sql = _FREE_MINUTES_SUM_SQL.format(bucket=_bucket_expr(bucket_ms, "r.ts"), devices=where)
     for did, bucket, ms, mj in conn.execute(sql, params):
         _add(free, (did, bucket, None), (ms, mj))
-    for did, m, dt_ms, energy_mj, used_ms, used_mj in conn.execute(_FREE_MINUTES_SQL, params):
+    sql = _FREE_MINUTES_SQL.format(devices=where)
+    for did, m, dt_ms, energy_mj, used_ms, used_mj in conn.execute(sql, params):
         ms = dt_ms - used_ms
         if ms <= 1e-6 * max(dt_ms, 1):  # float error of shares that sum to the whole minute
             continue

@@ -167,9 +167,14 @@ DEVICE_COLUMNS: tuple[str, ...] = (
     "mem_clock",
 )
 _METRIC_POS = tuple(DEVICE_COLUMNS.index(m) for m in DEVICE_ROLLUP_METRICS)
-_DEVICE_MINUTE_INSERT = (
+DEVICE_MINUTE_INSERT = (
     "INSERT OR REPLACE INTO device_rollup_1m VALUES ("
     + ",".join("?" * (2 + len(DEVICE_SUMS) + 3 * len(DEVICE_ROLLUP_METRICS)))
+    + ")"
+)
+HOST_MINUTE_INSERT = (
+    "INSERT OR REPLACE INTO host_rollup_1m VALUES ("
+    + ",".join("?" * (2 + len(HOST_SUMS) + 3 * len(HOST_ROLLUP_METRICS)))
     + ")"
 )
 
@@ -250,7 +255,7 @@ def write_fresh_device_minutes(
             continue  # INSERT OR REPLACE kept only the last of each duplicate
         out.append(_minute_row(did, start, bucket))
         done.add((did, start))
-    conn.executemany(_DEVICE_MINUTE_INSERT, out)
+    conn.executemany(DEVICE_MINUTE_INSERT, out)
     return done
 
 

@@ -10,6 +10,7 @@ device samples of the GPUs it held, cut to the run's lifetime.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sqlite3
 import threading
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from costmeter.core.hostnames import pick_host, short_name
 from costmeter.core.model import HostUsage
 from costmeter.core.tags import clean_tags
 from costmeter.store.database import DEFAULT_BUSY_TIMEOUT, open_database
@@ -31,6 +33,12 @@ _OBJECT_COLUMNS = frozenset({"spec", "handle_data", "tags"})
 #: granularity of ``create_time``); older processes with a reused PID are someone else's.
 CREATE_SLACK_S = 2.0
 UNFINISHED = ("queued", "starting", "running")
+#: ``runs.cost_basis`` of a cost worked out from elapsed time x GPUs x price, not samples.
+ESTIMATED = "estimated"
+MEASURED = "measured"
+#: A job's processes seen this long after the run's end still count (the scheduler's end time
+#: is whole seconds; the last sample of the job may come just after it).
+JOB_END_SLACK_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +73,19 @@ class RunRow:
     parent_id: int | None = None
     #: ``--tag KEY=VALUE`` of the run (a JSON object in the ``tags`` column).
     tags: dict[str, str] = field(default_factory=dict)
+    #: The batch scheduler's job id (Slurm's ``SLURM_JOB_ID``): the run is charged what the
+    #: processes of that job used on its node.
+    job: str | None = None
+    #: GPUs the scheduler allocated to the job, when it said.
+    allocated_gpus: int | None = None
+    #: What ``cost`` stands on: None/"measured" (samples) or "estimated" (see ``cost_note``).
+    cost_basis: str | None = None
+    #: Why the cost is estimated (or what it lacks); "" when there is nothing to say.
+    cost_note: str = ""
+
+    @property
+    def estimated(self) -> bool:
+        return self.cost_basis == ESTIMATED
 
     @property
     def duration_s(self) -> float | None:
@@ -113,6 +134,12 @@ class RunSamples:
     cpu_seconds: float | None
     cpu_count: int
     host: HostUsage | None
+    #: The stored host the samples are of (the node's name as the store spells it), if any.
+    hostname: str | None = None
+    #: Seconds of ``[start, end]`` that samples of that host (its own or its GPUs') cover.
+    sampled_s: float = 0.0
+    #: How many of the run's processes (its PIDs', its job's) the samples hold.
+    processes: int = 0
 
 
 def _decode(row: sqlite3.Row | tuple[Any, ...]) -> RunRow:
@@ -122,6 +149,7 @@ def _decode(row: sqlite3.Row | tuple[Any, ...]) -> RunRow:
         raw = values[col]
         values[col] = json.loads(raw) if raw else ({} if col in _OBJECT_COLUMNS else [])
     values["message"] = values["message"] or ""
+    values["cost_note"] = values["cost_note"] or ""
     values["tags"] = _decode_tags(raw_tags)
     return RunRow(**values)
 
@@ -277,6 +305,31 @@ class RunStore:
             ).fetchall()
         return [float(r[0]) for r in rows]
 
+    def estimated_runs(self) -> list[RunRow]:
+        """Finished runs whose cost is an estimate (to price again once samples arrive)."""
+        marks = ",".join("?" * len(UNFINISHED))
+        with self._mutex:
+            rows = self._conn.execute(
+                f"SELECT {','.join(_COLUMNS)} FROM runs WHERE cost_basis = ?"
+                f" AND status NOT IN ({marks}) ORDER BY id",
+                (ESTIMATED, *UNFINISHED),
+            ).fetchall()
+        return [_decode(r) for r in rows]
+
+    def gpu_model(self, node: str) -> str | None:
+        """The GPU model of the stored host ``node`` means (its most common device name), or
+        None when the store knows no GPU there."""
+        with self._mutex:
+            host = find_host(self._conn, node)
+            if host is None:
+                return None
+            row = self._conn.execute(
+                "SELECT name FROM devices WHERE host_id = ? AND coalesce(name, '') != ''"
+                " GROUP BY name ORDER BY count(*) DESC, name LIMIT 1",
+                (host[0],),
+            ).fetchone()
+        return None if row is None else str(row[0])
+
     # -- attribution ----------------------------------------------------------------------------
 
     def samples(self, run: RunRow, end: float | None = None) -> RunSamples:
@@ -288,25 +341,65 @@ class RunStore:
             return _samples(self._conn, run, start, max(start, stop))
 
 
-def _samples(conn: sqlite3.Connection, run: RunRow, start: float, end: float) -> RunSamples:
-    # A run on another machine (a Ray node) is attributed from that node's samples, which the
-    # launcher writes under the node's name (``costmeter.service.node_ingest``).
-    where = run.node or run.host or ""
-    host_row = conn.execute(
-        "SELECT id, hostname, cpu_count FROM hosts WHERE hostname = ?", (where,)
+def find_host(conn: sqlite3.Connection, name: str) -> tuple[int, str, int | None] | None:
+    """(id, hostname, cpu_count) of the stored host ``name`` means: that spelling, else the
+    same machine under its short or fully qualified name (``costmeter.core.hostnames``)."""
+    row = conn.execute(
+        "SELECT id, hostname, cpu_count FROM hosts WHERE hostname = ?", (name,)
     ).fetchone()
+    if row is not None or not name:
+        return None if row is None else (int(row[0]), str(row[1]), row[2])
+    short = short_name(name)
+    rows = {
+        str(h): (int(i), str(h), c)
+        for i, h, c in conn.execute("SELECT id, hostname, cpu_count FROM hosts")
+        if short_name(str(h)) == short
+    }
+    picked = pick_host(name, rows)
+    return None if picked is None else rows[picked]
+
+
+def _samples(conn: sqlite3.Connection, run: RunRow, start: float, end: float) -> RunSamples:
+    # A run on another machine (a Ray node, a Slurm node) is attributed from that node's
+    # samples: those the launcher writes under the node's name (``service.node_ingest``), or
+    # those of an agent, exporter or Prometheus source there (the host's name, short or FQDN).
+    where = run.node or run.host or ""
+    host_row = find_host(conn, where)
     if host_row is None:  # nothing sampled where it ran
         return RunSamples(start, end, (), None, 1, None)
     hid, hostname, cpu_count = host_row
-    procs = _run_processes(conn, hid, run.pids, start, end)
-    cpu = _cpu_seconds(conn, procs)
+    job = run.job or None
+    if job is not None:
+        # A scheduler's job: whole ticks (as ``report --by job`` counts them) up to a moment
+        # after the scheduler's end time, which is whole seconds.
+        end_cut = end + JOB_END_SLACK_S if run.ended is not None and end >= run.ended else end
+        procs = sorted(
+            set(_run_processes(conn, hid, run.pids, start, end))
+            | set(_job_processes(conn, hid, job, start, end_cut))
+        )
+        cpu = _cpu_in_window(conn, procs, start, end_cut)
+    else:
+        end_cut = end
+        procs = _run_processes(conn, hid, run.pids, start, end)
+        cpu = _cpu_seconds(conn, procs)
     placed = set(run.gpus)
-    found = _gpus_used(conn, procs, start, end) if not placed else set()
+    found = _gpus_used(conn, procs, start, end_cut) if not placed or job else set()
     devices = tuple(
-        _device_shares(conn, run, hid, hostname, idx, set(procs), start, end, idx in placed)
+        _device_shares(
+            conn,
+            run,
+            hid,
+            hostname,
+            idx,
+            set(procs),
+            start,
+            end_cut,
+            idx in placed,
+            whole_ticks=job is not None,
+        )
         for idx in sorted(placed | found)
     )
-    hosts = [h for h in host_usage(conn, start, end, read_cutoffs(conn)) if h.host == hostname]
+    hosts = [h for h in host_usage(conn, start, end_cut, read_cutoffs(conn)) if h.host == hostname]
     return RunSamples(
         start,
         end,
@@ -314,7 +407,98 @@ def _samples(conn: sqlite3.Connection, run: RunRow, start: float, end: float) ->
         cpu,
         cpu_count or 1,
         hosts[0] if hosts else None,
+        hostname=hostname,
+        sampled_s=_sampled_seconds(conn, hid, start, end),
+        processes=len(procs),
     )
+
+
+def _sampled_seconds(conn: sqlite3.Connection, hid: int, start: float, end: float) -> float:
+    """How much of ``[start, end]`` the host's samples cover: its own (CPU) samples or those
+    of one of its GPUs, whichever covers more (an exporter host has GPU samples only)."""
+    lo, hi = math.floor(start * 1000), math.ceil(end * 1000)
+    params = {"hid": hid, "lo": lo, "hi": hi, "far": hi + _MAX_TICK_MS}
+    found = [
+        float(v or 0)
+        for sql in (_HOST_COVER_SQL, _DEVICE_COVER_SQL)
+        for (v,) in conn.execute(sql, params)
+    ]
+    return min(max(found, default=0.0), hi - lo) / 1000
+
+
+#: Samples are at most this long (a sample at ts covers ``(ts - dt_ms, ts]``).
+_MAX_TICK_MS = 600_000
+_HOST_COVER_SQL = """
+SELECT sum(min(ts, :hi) - max(ts - dt_ms, :lo)) FROM host_samples
+WHERE host_id = :hid AND ts > :lo AND ts < :far AND ts - dt_ms < :hi AND dt_ms > 0
+"""
+_DEVICE_COVER_SQL = """
+SELECT sum(min(s.ts, :hi) - max(s.ts - s.dt_ms, :lo)) FROM device_samples s
+WHERE s.device_id IN (SELECT id FROM devices WHERE host_id = :hid)
+    AND s.ts > :lo AND s.ts < :far AND s.ts - s.dt_ms < :hi AND s.dt_ms > 0
+GROUP BY s.device_id
+"""
+
+
+def _job_processes(
+    conn: sqlite3.Connection, hid: int, job: str, start: float, end: float
+) -> list[int]:
+    """Processes of scheduler job ``job`` on the host (their owner's job id), sampled during
+    ``[start, end)``: the job's own, whatever process tree Slurm started them from."""
+    lo, hi = math.floor(start * 1000), math.ceil(end * 1000)
+    rows = conn.execute(
+        "SELECT p.id FROM processes p WHERE p.host_id = ? AND p.job_id = ?"
+        " AND (EXISTS (SELECT 1 FROM process_samples s WHERE s.proc_id = p.id"
+        "   AND s.ts >= ? AND s.ts < ?)"
+        "  OR EXISTS (SELECT 1 FROM gpu_process_samples g JOIN devices d ON d.id = g.device_id"
+        "   WHERE d.host_id = p.host_id AND g.proc_id = p.id AND g.ts >= ? AND g.ts < ?))",
+        (hid, job, lo, hi, lo, hi),
+    ).fetchall()
+    return [int(r[0]) for r in rows]
+
+
+#: How far before a window the last sample of a process is looked for (its CPU time then).
+_CPU_LOOKBACK_MS = 300_000
+
+
+def _cpu_in_window(
+    conn: sqlite3.Connection, procs: Sequence[int], start: float, end: float
+) -> float | None:
+    """CPU seconds the processes used within ``[start, end)``, from their cumulative CPU time:
+    the last sample in the window less the last one before it (0 for a process created in the
+    window; its first sample in the window for one created before with no sample just
+    before). As the chargeback counts it (``store.attribution``)."""
+    lo, hi = math.floor(start * 1000), math.ceil(end * 1000)
+    total, seen = 0.0, False
+    for proc in procs:
+        last = conn.execute(
+            "SELECT cpu_time_s FROM process_samples WHERE proc_id = ? AND ts >= ? AND ts < ?"
+            " ORDER BY ts DESC LIMIT 1",
+            (proc, lo, hi),
+        ).fetchone()
+        if last is None or last[0] is None:
+            continue
+        seen = True
+        before = conn.execute(
+            "SELECT cpu_time_s FROM process_samples WHERE proc_id = ? AND ts < ? AND ts >= ?"
+            " ORDER BY ts DESC LIMIT 1",
+            (proc, lo, lo - _CPU_LOOKBACK_MS),
+        ).fetchone()
+        if before is not None and before[0] is not None:
+            base = float(before[0])
+        else:
+            created = conn.execute(
+                "SELECT create_time FROM processes WHERE id = ?", (proc,)
+            ).fetchone()
+            first = conn.execute(
+                "SELECT cpu_time_s FROM process_samples WHERE proc_id = ? AND ts >= ?"
+                " ORDER BY ts LIMIT 1",
+                (proc, lo),
+            ).fetchone()
+            in_window = created is not None and float(created[0] or 0) * 1000 >= lo
+            base = 0.0 if in_window else float(first[0] or 0.0)
+        total += max(0.0, float(last[0]) - base)
+    return total if seen else None
 
 
 def _run_processes(
@@ -381,7 +565,12 @@ def _device_shares(
     start: float,
     end: float,
     placed: bool,
+    *,
+    whole_ticks: bool = False,
 ) -> DeviceShares | None:
+    """The run's ticks on GPU ``idx``: the part of each sample interval within the run, or
+    (``whole_ticks``, a job's run) every sample taken within it, whole, as the chargeback
+    counts them."""
     dev = conn.execute(
         "SELECT id, uuid, name FROM devices WHERE host_id = ? AND idx = ?"
         " ORDER BY coalesce(last_seen, 0) DESC LIMIT 1",
@@ -390,24 +579,38 @@ def _device_shares(
     if dev is None:
         return None
     did, uuid, name = dev
-    s_ms, e_ms = round(start * 1000), round(end * 1000)
+    if whole_ticks:  # samples with ts in [start, end), as ``store.attribution`` bounds them
+        s_ms, e_ms = math.floor(start * 1000), math.ceil(end * 1000)
+    else:
+        s_ms, e_ms = round(start * 1000), round(end * 1000)
     # A sample at ts covers (ts - dt, ts]; gaps are at most a few seconds (EnergyTracker).
     samples = conn.execute(
         "SELECT ts, dt_ms, energy_mj, energy_measured FROM device_samples WHERE device_id = ?"
-        " AND ts > ? AND ts < ? AND dt_ms > 0 AND ts - dt_ms < ? ORDER BY ts",
+        " AND ts >= ? AND ts < ? AND dt_ms > 0 AND ts - dt_ms < ? ORDER BY ts",
         (did, s_ms, e_ms + 600_000, e_ms),
     ).fetchall()
     procs: dict[int, list[tuple[int, int | None, int | None]]] = defaultdict(list)
     for ts, proc_id, mem, sm in conn.execute(
         "SELECT ts, proc_id, gpu_mem, sm_util FROM gpu_process_samples WHERE device_id = ?"
-        " AND ts > ? AND ts < ?",
+        " AND ts >= ? AND ts < ?",
         (did, s_ms, e_ms + 600_000),
     ):
         procs[ts].append((proc_id, mem, sm))
     others = _holders(conn, run, hostname, idx, start, end) if placed else []
+    # Whole ticks reach past the run's end (the scheduler's end is whole seconds); the GPU is
+    # held for it only over its lifetime, as ``store.attribution`` places runs.
+    held_from = round(start * 1000)
+    held_to = round((run.ended if run.ended is not None else end) * 1000)
+
+    def held(ts: int) -> bool:
+        return placed and (not whole_ticks or held_from < ts <= held_to)
+
     rows = []
     for ts, dt_ms, energy_mj, measured in samples:
-        overlap = min(ts, e_ms) - max(ts - dt_ms, s_ms)
+        if whole_ticks:
+            overlap = dt_ms if s_ms <= ts < e_ms else 0
+        else:
+            overlap = min(ts, e_ms) - max(ts - dt_ms, s_ms)
         if overlap <= 0:
             continue
         frac = overlap / dt_ms
@@ -426,7 +629,7 @@ def _device_shares(
                 other_procs=len(other_p),
                 other_mem=_total(p[1] for p in other_p),
                 other_sm=_total(p[2] for p in other_p),
-                holders=(1 + sum(1 for s, e in others if s < t <= e)) if placed else 0,
+                holders=(1 + sum(1 for s, e in others if s < t <= e)) if held(ts) else 0,
             )
         )
     return DeviceShares(hostname, idx, uuid, name or "", tuple(rows))

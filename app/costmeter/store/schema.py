@@ -323,6 +323,21 @@ def _migration_5(db: sqlite_utils.Database) -> None:
     )
 
 
+def _migration_6(db: sqlite_utils.Database) -> None:
+    """A batch scheduler's run (issue 15): its job id and allocated GPUs, and what its cost
+    stands on: NULL/'measured' (samples) or 'estimated' (elapsed time x GPUs x price, no
+    sample of its node covered it), with the words why."""
+    for name, kind in (
+        ("job", "TEXT"),
+        ("allocated_gpus", "INTEGER"),
+        ("cost_basis", "TEXT"),
+        ("cost_note", "TEXT"),
+    ):
+        db.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+    # A job's run finds the job's processes on its node (costmeter.store.runs).
+    db.execute("CREATE INDEX processes_job ON processes (host_id, job_id)")
+
+
 Migration = Callable[["sqlite_utils.Database"], None]
 
 #: Migration ``i`` (0-based) takes the schema from version ``i`` to ``i + 1``.
@@ -332,6 +347,7 @@ MIGRATIONS: list[Migration] = [
     _migration_3,
     _migration_4,
     _migration_5,
+    _migration_6,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

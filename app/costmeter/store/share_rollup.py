@@ -109,6 +109,9 @@ def tick_shares(
     if not dt or not procs:
         return
     idle = util is not None and util < IDLE_UTIL_PERCENT
+    if len(procs) == 1:  # the whole tick, whichever rule applies (x / x is exactly 1.0)
+        _add_share(sums, (did, ts - ts % MINUTE_MS, procs[0][0]), 1.0, dt, energy, idle)
+        return
     mem_total = sm_total = 0
     if all(p[1] is not None for p in procs):
         mem_total = sum(p[1] or 0 for p in procs)
@@ -124,18 +127,28 @@ def tick_shares(
             share = (sm or 0) / sm_total
         else:
             share = 1.0 / len(procs)
-        key = (did, minute, proc_id)
-        row = sums.get(key)
-        if row is None:
-            row = sums[key] = [0.0, 0.0, 0.0, 0.0]
-        part = share * dt
-        e = 0.0 if energy is None else share * energy
-        if idle:
-            row[1] += part
-            row[3] += e
-        else:
-            row[0] += part
-        row[2] += e
+        _add_share(sums, (did, minute, proc_id), share, dt, energy, idle)
+
+
+def _add_share(
+    sums: ShareSums,
+    key: tuple[int, int, int],
+    share: float,
+    dt: int,
+    energy: int | None,
+    idle: bool,
+) -> None:
+    row = sums.get(key)
+    if row is None:
+        row = sums[key] = [0.0, 0.0, 0.0, 0.0]
+    part = share * dt
+    e = 0.0 if energy is None else share * energy
+    if idle:
+        row[1] += part
+        row[3] += e
+    else:
+        row[0] += part
+    row[2] += e
 
 
 def write_share_minutes(

@@ -11,7 +11,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -214,18 +214,25 @@ class Store:
             return usage.host_usage(self._conn, start, end, self._cutoffs(), coarse)
 
     def attribution(
-        self, start: float, end: float, *, bucket_s: float | None = None
+        self,
+        start: float,
+        end: float,
+        *,
+        bucket_s: float | None = None,
+        free_of: Callable[[frozenset[str]], Collection[str]] | None = None,
     ) -> Attribution:
         """Who used what in ``[start, end)`` (raw samples only; see ``store.attribution``):
         per-process GPU shares, free GPU time, CPU core-seconds, the processes with their
-        owners and runs, and the runs' tags; per ``bucket_s`` bucket when given. Read in one
-        snapshot, so the parts add up."""
+        owners and runs, and the runs' tags; per ``bucket_s`` bucket when given; free time of
+        some GPUs only with ``free_of``. Read in one snapshot, so the parts add up."""
         with self._using():
             began = not self._conn.in_transaction
             if began:
                 self._conn.execute("BEGIN")  # deferred: a read snapshot, no lock taken
             try:
-                return attribution(self._conn, start, end, self._cutoffs(), bucket_s=bucket_s)
+                return attribution(
+                    self._conn, start, end, self._cutoffs(), bucket_s=bucket_s, free_of=free_of
+                )
             finally:
                 if began and self._conn.in_transaction:
                     self._conn.execute("COMMIT")

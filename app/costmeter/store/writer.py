@@ -18,11 +18,18 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 
 from costmeter.core.clock import Clock
 from costmeter.core.errors import StoreError
 from costmeter.core.model import DeviceInfo, HostInfo, Tick
+from costmeter.store.bulk_rows import (
+    add_ticks_bulk,
+    fresh_host_minutes_bulk,
+    fresh_minutes_bulk,
+    numpy_module,
+)
 from costmeter.store.database import DEFAULT_BUSY_TIMEOUT, open_database
 from costmeter.store.errors import (
     StoreBusyError,
@@ -36,7 +43,12 @@ from costmeter.store.errors import (
 from costmeter.store.holders import describe_holders
 from costmeter.store.lock import RecorderLock
 from costmeter.store.retention import Cutoffs, RetentionPolicy, apply_retention, read_cutoffs
-from costmeter.store.rollup import update_rollups, write_fresh_device_minutes
+from costmeter.store.rollup import (
+    DEVICE_MINUTE_INSERT,
+    HOST_MINUTE_INSERT,
+    update_rollups,
+    write_fresh_device_minutes,
+)
 from costmeter.store.rows import Batch, Registry, add_tick, write_batch
 from costmeter.store.share_rollup import stale_minutes, write_share_minutes
 
@@ -274,6 +286,7 @@ class Writer:
     def _run(self) -> None:
         conn = self._conn
         assert conn is not None
+        numpy_module()  # imported here, once, rather than while the first batch waits
         last_attempt = time.monotonic()
         next_retention = self._retain(conn)
         cutoffs = read_cutoffs(conn)
@@ -319,12 +332,16 @@ class Writer:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 reg = Registry(conn)
-                for item in items:
-                    if isinstance(item, _Register):
+                run: list[Tick] = []  # consecutive ticks, added in bulk where they can be
+                for item in (*items, None):
+                    if isinstance(item, Tick):
+                        run.append(item)
+                        continue
+                    _add_run(batch, reg, run)
+                    ticks += len(run)
+                    run = []
+                    if item is not None:
                         reg.register(item.host, item.devices, self.clock.now())
-                    else:
-                        add_tick(batch, reg, item)
-                        ticks += 1
                 # Each device's newest stored sample before this batch (primary key look-ups).
                 last_stored = {
                     did: conn.execute(
@@ -333,6 +350,7 @@ class Writer:
                     ).fetchone()[0]
                     for did in batch.device_spans
                 }
+                host_last = _newest_host_samples(conn, batch)
                 write_batch(conn, batch)
                 write_share_minutes(
                     conn,
@@ -342,9 +360,7 @@ class Writer:
                     ),
                     raw_cutoff=cutoffs.raw,
                 )
-                done = write_fresh_device_minutes(
-                    conn, batch.device_rows, last_stored, raw_cutoff=cutoffs.raw
-                )
+                done = _write_fresh_minutes(conn, batch, last_stored, cutoffs.raw)
                 update_rollups(
                     conn,
                     "device",
@@ -353,13 +369,21 @@ class Writer:
                     minute_cutoff=cutoffs.minute,
                     done_minutes=done,
                 )
+                cpu_counts = reg.cpu_counts()
+                host_done: set[tuple[int, int]] = set()
+                if host_last is not None:
+                    host_minutes, host_done = fresh_host_minutes_bulk(
+                        batch.host_columns, host_last, cpu_counts, cutoffs.raw
+                    )
+                    conn.executemany(HOST_MINUTE_INSERT, host_minutes)
                 update_rollups(
                     conn,
                     "host",
                     batch.ms_spans(batch.host_spans),
                     raw_cutoff=cutoffs.raw,
                     minute_cutoff=cutoffs.minute,
-                    cpu_counts=reg.cpu_counts(),
+                    cpu_counts=cpu_counts,
+                    done_minutes=host_done,
                 )
                 conn.execute("COMMIT")
             except BaseException:
@@ -438,6 +462,38 @@ class Writer:
                 self.on_error(message)
             except Exception:
                 log.exception("The on_error callback failed.")
+
+
+def _add_run(batch: Batch, reg: Registry, run: list[Tick]) -> None:
+    if run and not add_ticks_bulk(batch, reg, run):
+        for tick in run:
+            add_tick(batch, reg, tick)
+
+
+def _newest_host_samples(conn: sqlite3.Connection, batch: Batch) -> dict[int, int] | None:
+    """Each host's newest stored sample (ms) before the batch, where its host rows all came
+    in bulk (their fresh minutes are then computed from the values in hand), else None."""
+    if not batch.host_columns or batch.host_rows:
+        return None
+    return {
+        hid: conn.execute(
+            "SELECT coalesce(max(ts), -1) FROM host_samples WHERE host_id = ?", (hid,)
+        ).fetchone()[0]
+        for hid in batch.host_spans
+    }
+
+
+def _write_fresh_minutes(
+    conn: sqlite3.Connection, batch: Batch, last_stored: dict[int, int], raw_cutoff: int
+) -> set[tuple[int, int]]:
+    """The minute rollups only this batch fills, from the values in hand (see ``rollup``)."""
+    columns = batch.device_columns
+    if columns and not batch.device_rows:
+        rows, done = fresh_minutes_bulk(columns, last_stored, raw_cutoff)
+        conn.executemany(DEVICE_MINUTE_INSERT, rows)
+        return done
+    every = [*chain.from_iterable(c.iter_rows() for c in columns), *batch.device_rows]
+    return write_fresh_device_minutes(conn, every, last_stored, raw_cutoff)
 
 
 def _short_cause(err: StoreError, text: str) -> str:

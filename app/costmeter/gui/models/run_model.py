@@ -105,6 +105,10 @@ class RunView:
     #: Launched by this window (it can cancel it).
     ours: bool = False
     run_dir: str | None = None
+    #: No sample covered the run: its cost is elapsed time x GPUs x price (a batch job).
+    cost_estimated: bool = False
+    #: Why it is estimated, or what the samples lack.
+    cost_note: str = ""
 
     @property
     def finished(self) -> bool:
@@ -145,10 +149,13 @@ def merge(
         status = info.state.value  # the queue knows first; a finished row is final
     cost: float | None = None
     final = False
+    estimated, cost_note = False, ""
     if row is not None and row.cost is not None:
         cost, final = row.cost, True
+        estimated, cost_note = row.estimated, row.cost_note
     elif live is not None:
         cost = live.cost.cost
+        estimated, cost_note = live.cost.estimated, live.cost.note
     started = row.started if row is not None else None
     if info is not None and info.started is not None and (started is None or status in UNFINISHED):
         started = info.started
@@ -184,6 +191,8 @@ def merge(
         estimate_runs=row.estimate_runs if row is not None else None,
         ours=info is not None,
         run_dir=row.run_dir if row is not None else str(info.run_dir) if info else None,
+        cost_estimated=estimated,
+        cost_note=cost_note,
     )
 
 
@@ -222,6 +231,8 @@ def display(view: RunView, col: int, now: float | None = None) -> str:
         if view.cost is None:
             return "pricing…" if view.finished and view.ours and view.started else "—"
         text = format_cost(view.cost, view.currency)
+        if view.cost_estimated:
+            text = f"~{text} est."
         return text if view.cost_final or view.finished else f"{text} so far"
     if col == COL_ETA:
         return format_duration(view.eta_s) if view.eta_s is not None else "—"
@@ -253,6 +264,8 @@ def tooltip(view: RunView, col: int) -> str | None:
         lines = []
         if view.cost is not None and not view.cost_final:
             lines.append("Cost so far; the final cost is worked out when the run ends.")
+        if view.cost_note:
+            lines.append(view.cost_note)
         if view.estimate is not None and view.estimate_runs:
             money = format_cost(view.estimate, view.currency)
             runs = view.estimate_runs

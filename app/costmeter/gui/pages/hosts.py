@@ -1,10 +1,11 @@
-"""The Hosts page: this machine and the remote agents and exporters, their state and lag.
+"""The Hosts page: this machine, the remote agents and exporters, and the Prometheus sources.
 
-The table merges the ``[hosts.NAME]`` tables of the configuration, the ``remote_hosts`` table
-(read on the reader thread every few seconds while the page is shown) and, when this window's
-monitor collects, its in-memory statuses. Add, Edit, Remove and Enable/Disable write the
-configuration through ``config_writer`` on a TaskRunner worker, then hand the new configuration
-to the context, which passes the host list on to the running collector.
+The table merges the ``[hosts.NAME]`` and ``[sources.NAME]`` tables of the configuration, the
+``remote_hosts`` table (read on the reader thread every few seconds while the page is shown)
+and, when this window's monitor collects, its in-memory statuses. Add, Edit, Remove and
+Enable/Disable write the configuration through ``config_writer`` on a TaskRunner worker, then
+hand the new configuration to the context, which passes the host list on to the running
+collector (sources are read by the recorder from its next start).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
-from costmeter.config import Config
+from costmeter.config import Config, SourceConfig
 from costmeter.gui.context import AppContext
 from costmeter.gui.host_status import (
     BACKFILLING,
@@ -47,12 +48,18 @@ from costmeter.gui.host_status import (
 from costmeter.gui.pages.base import Page
 from costmeter.gui.tasks import TaskRunner, alive
 from costmeter.gui.widgets.host_dialog import HostDialog
+from costmeter.gui.widgets.source_dialog import SourceDialog
 from costmeter.service.host_edit import remove, save_draft, set_enabled
 from costmeter.service.reading import Store
+from costmeter.service.source_edit import delete_source, save_source, set_source_enabled
 from costmeter.service.tokens import default_token_dir, keyring_available
 
 COLUMNS = ("Host", "URL", "Kind", "State", "Last contact", "Lag", "Newest sample", "Error")
-COL_STATE = 3
+COL_URL, COL_KIND, COL_STATE = 1, 2, 3
+COL_ERROR = 7
+#: A newest sample older than this shows its date too.
+DATED_S = 20 * 3600
+SOURCE_KIND_TEXT = "Prometheus source"
 #: The table is read again this often while the page is shown.
 REFRESH_MS = 2000
 
@@ -84,6 +91,14 @@ def _dot(colour: str) -> QIcon:
     return QIcon(pixmap)
 
 
+def newest_text(ts: float | None, now: float) -> str:
+    """The newest sample's time; with its date when it is older than about a day."""
+    if ts is None:
+        return "—"
+    fmt = "%Y-%m-%d %H:%M" if now - ts > DATED_S else "%H:%M:%S"
+    return time.strftime(fmt, time.localtime(ts))
+
+
 class HostsPage(Page):
     title = "Hosts"
     key = "hosts"
@@ -98,27 +113,37 @@ class HostsPage(Page):
         self._dots: dict[str, QIcon] = {}
         #: The open add/edit dialog, if any (tests fill it in).
         self.dialog: HostDialog | None = None
+        self.source_dialog: SourceDialog | None = None
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(16, 12, 16, 12)
         layout.setSpacing(8)
         intro = QLabel(
             "Machines whose GPUs this window records: this one, Costmeter agents "
-            "(costmeter agent) and Prometheus exporters such as dcgm-exporter. Their samples "
-            "go into the same database, so every page can show one host or all of them."
+            "(costmeter agent), Prometheus exporters such as dcgm-exporter, and Prometheus "
+            "servers (sources) whose stored history of many hosts is read back and followed. "
+            "Their samples go into the same database, so every page can show one host or all."
         )
         intro.setWordWrap(True)
         layout.addWidget(intro)
         bar = QHBoxLayout()
         self.add_button = QPushButton("Add host…")
+        self.add_source_button = QPushButton("Add Prometheus source…")
         self.edit_button = QPushButton("Edit…")
         self.toggle_button = QPushButton("Disable")
         self.remove_button = QPushButton("Remove…")
         self.add_button.clicked.connect(self.add_host)
+        self.add_source_button.clicked.connect(self.add_source)
         self.edit_button.clicked.connect(self.edit_selected)
         self.toggle_button.clicked.connect(self.toggle_selected)
         self.remove_button.clicked.connect(self.remove_selected)
-        for button in (self.add_button, self.edit_button, self.toggle_button, self.remove_button):
+        for button in (
+            self.add_button,
+            self.add_source_button,
+            self.edit_button,
+            self.toggle_button,
+            self.remove_button,
+        ):
             bar.addWidget(button)
         bar.addStretch(1)
         layout.addLayout(bar)
@@ -134,7 +159,7 @@ class HostsPage(Page):
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.setStretchLastSection(True)
-        for col, width in enumerate((150, 200, 90, 120, 90, 60, 100)):
+        for col, width in enumerate((150, 180, 130, 140, 90, 60, 130)):
             self.table.setColumnWidth(col, width)
         self.table.itemSelectionChanged.connect(self._selection_changed)
         self.table.doubleClicked.connect(lambda _i: self.edit_selected())
@@ -222,18 +247,18 @@ class HostsPage(Page):
         self.table.setRowCount(len(self.rows))
         for r, row in enumerate(self.rows):
             name = row.name + (" (this machine)" if row.local else "")
-            kind = row.kind if row.configured or row.local else f"{row.kind} (command line)"
+            kind = SOURCE_KIND_TEXT if row.is_source else row.kind
+            kind = kind if row.configured or row.local else f"{kind} (command line)"
+            filling = row.progress is not None  # its sentence is progress, not an error
             values = (
                 name,
                 row.url,
                 kind,
-                row.state,
+                row.state_text,
                 ago(row.last_contact, now) if row.enabled else "—",
                 lag_text(row.lag_s),
-                time.strftime("%H:%M:%S", time.localtime(row.newest_sample))
-                if row.newest_sample is not None
-                else "—",
-                row.error or "",
+                newest_text(row.newest_sample, now),
+                "" if filling else row.error or "",
             )
             for c, text in enumerate(values):
                 item = self.table.item(r, c)
@@ -246,7 +271,8 @@ class HostsPage(Page):
                     colour = state_colour(row.state)
                     icon = self._dots.get(colour) or self._dots.setdefault(colour, _dot(colour))
                     item.setIcon(icon)
-                if c == len(values) - 1:
+                    item.setToolTip(row.error or "" if filling else "")
+                if c in (COL_URL, COL_KIND, COL_ERROR):  # may be cut short
                     item.setToolTip(text)
         if selected is not None:
             self.select(selected.name)
@@ -270,6 +296,9 @@ class HostsPage(Page):
     def _selection_changed(self) -> None:
         row = self.selected()
         editable = row is not None and row.configured
+        if row is not None and row.progress is not None:
+            self.note.setStyleSheet("")
+            self.note.setText(f"{row.name}: {row.error}")
         for button in (self.edit_button, self.remove_button, self.toggle_button):
             button.setEnabled(editable)
         self.toggle_button.setText("Enable" if row is not None and not row.enabled else "Disable")
@@ -283,11 +312,38 @@ class HostsPage(Page):
     def add_host(self) -> HostDialog:
         return self._open_dialog(None)
 
-    def edit_selected(self) -> HostDialog | None:
+    def edit_selected(self) -> HostDialog | SourceDialog | None:
         row = self.selected()
+        if row is not None and row.source is not None:
+            return self._open_source_dialog(row.source)
         if row is None or row.config is None:
             return None
         return self._open_dialog(row)
+
+    def add_source(self) -> SourceDialog:
+        return self._open_source_dialog(None)
+
+    def _open_source_dialog(self, source: SourceConfig | None) -> SourceDialog:
+        path = self.ctx.config_path
+        config = self.ctx.config
+        dialog = SourceDialog(
+            self.tasks,
+            lambda draft: save_source(path, draft),
+            taken=[s.name for s in config.sources],
+            hosts=[h.name for h in config.hosts],
+            original=source,
+            parent=self,
+        )
+        dialog.accepted.connect(lambda: self._dialog_saved(dialog))
+        dialog.finished.connect(lambda _r: self._source_dialog_closed(dialog))
+        self.source_dialog = dialog
+        dialog.open()
+        return dialog
+
+    def _source_dialog_closed(self, dialog: SourceDialog) -> None:
+        if self.source_dialog is dialog:
+            self.source_dialog = None
+        dialog.deleteLater()
 
     def _open_dialog(self, row: HostRow | None) -> HostDialog:
         path = self.ctx.config_path
@@ -305,7 +361,7 @@ class HostsPage(Page):
         dialog.open()  # window-modal, without a nested event loop
         return dialog
 
-    def _dialog_saved(self, dialog: HostDialog) -> None:
+    def _dialog_saved(self, dialog: HostDialog | SourceDialog) -> None:
         value = dialog.result_value
         if isinstance(value, tuple):
             self._applied(value)
@@ -317,6 +373,10 @@ class HostsPage(Page):
 
     def toggle_selected(self) -> None:
         row = self.selected()
+        if row is not None and row.source is not None:
+            source, path = row.source, self.ctx.config_path
+            self._run("host-toggle", lambda: set_source_enabled(path, source, not source.enabled))
+            return
         if row is None or row.config is None:
             return
         host, path = row.config, self.ctx.config_path
@@ -324,6 +384,9 @@ class HostsPage(Page):
 
     def remove_selected(self, confirm: bool = True) -> None:
         row = self.selected()
+        if row is not None and row.source is not None:
+            self._remove_source(row.source, confirm)
+            return
         if row is None or row.config is None:
             return
         if confirm:
@@ -339,6 +402,22 @@ class HostsPage(Page):
                 return
         host, path = row.config, self.ctx.config_path
         self._run("host-remove", lambda: remove(path, host))
+
+    def _remove_source(self, source: SourceConfig, confirm: bool) -> None:
+        if confirm:
+            answer = QMessageBox.question(
+                self,
+                "Remove source",
+                f"Remove the source {source.name} ({source.url})?\n\nCostmeter stops reading "
+                "it; the history already read stays in the database, and its token file is "
+                "left where it is.",
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                QMessageBox.StandardButton.No,
+            )
+            if answer != QMessageBox.StandardButton.Yes:
+                return
+        path = self.ctx.config_path
+        self._run("host-remove", lambda: delete_source(path, source))
 
     def _run(self, key: str, work: Callable[[], tuple[Config, str]]) -> None:
         self.tasks.submit(key, work, self._applied, self._failed)

@@ -50,8 +50,10 @@ def is_loopback(url: str) -> bool:
         return False
 
 
-def url_problem(url: str) -> str | None:
+def url_problem(url: str, example: str = "") -> str | None:
     if not url:
+        if example:
+            return f"enter the server's URL, such as {example}."
         return "enter the host's URL, such as http://gpu-box-1:9464."
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https"):

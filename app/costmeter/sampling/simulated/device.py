@@ -220,9 +220,14 @@ class SimDevice:
             sm = m.idle_sm_mhz
         else:
             sm = int(m.max_sm_mhz * (1.0 - 0.06 * f) - 30.0 * v[2]) // 15 * 15
-        mig_used = tuple(h + p.idle_used_mib * MIB for h, p in zip(mig_held, self.mig, strict=True))
         # v1 "used": the driver's reservation, the MIG devices' own overhead, the processes.
-        used = self._reserved + held + sum(p.idle_used_mib * MIB for p in self.mig)
+        used = self._reserved + held
+        mig_used: tuple[int, ...] = ()
+        if self.mig:
+            mig_used = tuple(
+                h + p.idle_used_mib * MIB for h, p in zip(mig_held, self.mig, strict=True)
+            )
+            used += sum(p.idle_used_mib * MIB for p in self.mig)
         return DevState(
             sec,
             round(gpu),
@@ -278,6 +283,11 @@ class SimDevice:
 
     def cpu_time_s(self, proc: SimProcess, t: float) -> float:
         """CPU seconds ``proc`` has used up to time ``t``."""
+        return self.cpu_now(proc, t)[1]
+
+    def cpu_now(self, proc: SimProcess, t: float) -> tuple[float, float]:
+        """``proc``'s CPU percent during the second of ``t`` (0 if it does not run then) and
+        the CPU seconds it has used up to ``t``."""
         sec = math.floor(t)
         with self._lock:
             self._advance(sec)
@@ -286,7 +296,7 @@ class SimDevice:
                 if row[0] is proc:
                     pct = row[4]
                     break
-            return max(0.0, (proc.cpu_acc + pct * (t - sec)) / 100.0)
+            return pct, max(0.0, (proc.cpu_acc + pct * (t - sec)) / 100.0)
 
     # -- changes ----------------------------------------------------------------------------
 

@@ -59,6 +59,12 @@ _MIG_OK = frozenset(
 )
 
 
+def mig_uuid(gpu_uuid: str, slot: int) -> str:
+    """The UUID of MIG device ``slot`` of the simulated GPU ``gpu_uuid``."""
+    h = hex_digest(gpu_uuid, "mig", slot)
+    return f"MIG-{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
+
+
 class FakeHandle:
     """Opaque per-device handle (pynvml's is a ``c_nvmlDevice_t`` pointer)."""
 
@@ -188,6 +194,15 @@ class FakeNvml:
     def devices(self) -> tuple[SimDevice, ...]:
         return tuple(h.device for h in self._handles)
 
+    @property
+    def handles(self) -> tuple[FakeHandle, ...]:
+        """The physical GPUs' handles, by index (for the direct path, ``direct.py``)."""
+        return self._handles
+
+    def owner_of(self, proc: SimProcess) -> Owner:
+        """Who ``proc`` belongs to: the owner given to ``attach_process``, else its user."""
+        return self._owners.get(proc.pid) or Owner(user=proc.user)
+
     def call_count(self, function: str | None = None, index: int | None = None) -> int:
         """Calls of ``function`` (None: of any function) on device ``index`` (None: anywhere)."""
         handles = self._handles if index is None else (self._handles[index],)
@@ -274,7 +289,7 @@ class FakeNvml:
                 if p.pid != pid:
                     continue
                 cpu = next((r[4] for r in dev.state(math.floor(t)).procs if r[0] is p), 0.0)
-                owner = self._owners.get(pid) or Owner(user=p.user)
+                owner = self.owner_of(p)
                 return ProcessSample(
                     pid=pid,
                     create_time=p.create_time,
@@ -379,10 +394,7 @@ class FakeNvml:
     def nvmlDeviceGetUUID(self, handle: object) -> str:
         dev = self._enter(handle, "nvmlDeviceGetUUID")[0]
         slot = handle.mig if isinstance(handle, FakeHandle) else None
-        if slot is None:
-            return dev.uuid
-        h = hex_digest(dev.uuid, "mig", slot)
-        return f"MIG-{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
+        return dev.uuid if slot is None else mig_uuid(dev.uuid, slot)
 
     def nvmlDeviceGetPowerManagementLimit(self, handle: object) -> int:
         dev = self._enter(handle, "nvmlDeviceGetPowerManagementLimit")[0]

@@ -11,6 +11,8 @@ from collections.abc import Collection
 
 from costmeter.core.clock import Clock
 from costmeter.core.model import HostInfo, HostSample, ProcessSample
+from costmeter.core.owner import Owner
+from costmeter.sampling.simulated.device import SimDevice, SimProcess
 from costmeter.sampling.simulated.fake_nvml import FakeNvml
 from costmeter.sampling.simulated.noise import uniforms8
 
@@ -34,6 +36,10 @@ class SimulatedHostSampler:
         self._hostname = hostname
         self._cpus = cpu_count
         self._memory_total = memory_total
+        self._placed: (
+            tuple[tuple[tuple[SimProcess, ...], ...], list[tuple[SimDevice, SimProcess, Owner]]]
+            | None
+        ) = None
 
     @property
     def fake(self) -> FakeNvml:
@@ -50,23 +56,37 @@ class SimulatedHostSampler:
 
     def sample(self, tracked_pids: Collection[int] = ()) -> HostSample:
         """Host load now. Processes: every simulated GPU process (tracked PIDs that are not
-        simulated do not exist on a simulated host, so they are left out)."""
+        simulated do not exist on a simulated host, so they are left out); each is what
+        ``FakeNvml.process_sample`` says of it (a test holds the two equal)."""
         t = self._clock.now()
         v = uniforms8(self._fake.seed, -1, -2, math.floor(t))
         procs: list[ProcessSample] = []
         disk_read = 0.0
-        for pid in sorted(set(self._fake.simulated_pids())):
-            ps = self._fake.process_sample(pid)
-            if ps is None:
-                continue
-            procs.append(ps)
-            if ps.cpu_percent > 10.0:
-                disk_read += self._disk_rate(pid)
+        cpu_sum = 0.0
+        rss = 0
+        for dev, p, owner in self._placement():
+            cpu, cpu_time = dev.cpu_now(p, t)
+            cpu_sum += cpu
+            rss += p.profile.rss
+            procs.append(
+                ProcessSample(
+                    pid=p.pid,
+                    create_time=p.create_time,
+                    name=p.name,
+                    cmdline=p.cmdline,
+                    user=owner.user or p.user,
+                    cpu_percent=cpu,
+                    rss=p.profile.rss,
+                    cpu_time_s=cpu_time,
+                    owner=owner,
+                )
+            )
+            if cpu > 10.0:
+                disk_read += p.profile.disk_read_bps
         cpus = self._cpus
         base = cpus * (0.02 + 0.03 * v[0])
-        busy = min(float(cpus), base + sum(p.cpu_percent for p in procs) / 100.0)
+        busy = min(float(cpus), base + cpu_sum / 100.0)
         per_core = self._per_core(base, busy, int(v[1] * cpus))
-        rss = sum(p.rss for p in procs)
         mem_used = min(self._memory_total, int(8 * GIB + 2 * GIB * v[2]) + rss)
         return HostSample(
             ts=t,
@@ -87,12 +107,24 @@ class SimulatedHostSampler:
             processes=tuple(procs),
         )
 
-    def _disk_rate(self, pid: int) -> float:
-        for dev in self._fake.devices:
-            for p in dev.processes:
-                if p.pid == pid:
-                    return p.profile.disk_read_bps
-        return 0.0
+    def _placement(self) -> list[tuple[SimDevice, SimProcess, Owner]]:
+        """Each simulated process by PID with the first GPU it runs on and its owner; rebuilt
+        only when a device's process list changes (attach and detach replace the tuple)."""
+        lists = tuple(d.processes for d in self._fake.devices)
+        cached = self._placed
+        if (
+            cached is not None
+            and len(cached[0]) == len(lists)
+            and all(a is b for a, b in zip(cached[0], lists, strict=True))
+        ):
+            return cached[1]
+        first: dict[int, tuple[SimDevice, SimProcess]] = {}
+        for dev, procs in zip(self._fake.devices, lists, strict=True):
+            for p in procs:
+                first.setdefault(p.pid, (dev, p))
+        rows = [(dev, p, self._fake.owner_of(p)) for dev, p in (first[k] for k in sorted(first))]
+        self._placed = (lists, rows)
+        return rows
 
     def _per_core(self, base: float, busy: float, start: int) -> tuple[float, ...]:
         """Spread ``base`` evenly and the processes' load core by core from ``start``."""

@@ -21,6 +21,9 @@ from costmeter import __version__
 from costmeter.core.errors import CostmeterError
 from costmeter.service.tokens import check_token
 
+#: How much of an error answer's body is kept (RemoteError.body).
+MAX_ERROR_BODY = 4096
+
 UNREACHABLE = "unreachable"
 AUTH = "auth"
 PROTOCOL = "protocol"
@@ -31,11 +34,19 @@ class RemoteError(CostmeterError):
     (a socket or TLS error), so a caller can put the failure in its own words."""
 
     def __init__(
-        self, message: str, kind: str, *, status: int | None = None, cause: object = None
+        self,
+        message: str,
+        kind: str,
+        *,
+        status: int | None = None,
+        cause: object = None,
+        body: bytes = b"",
     ) -> None:
         super().__init__(message)
         self.kind = kind
         self.status = status
+        #: The start of an error answer's body (a query API explains a refusal there).
+        self.body = body
         # Without its traceback: a kept error must not keep the failed request's frames alive.
         self.cause = cause.with_traceback(None) if isinstance(cause, BaseException) else cause
 
@@ -108,6 +119,10 @@ class Fetcher:
                     )
                 body = self._read(response, max_bytes, where)
         except urllib.error.HTTPError as err:
+            try:
+                head = err.read(MAX_ERROR_BODY)
+            except (OSError, http.client.HTTPException):
+                head = b""
             err.close()
             if err.code in (401, 403):
                 raise RemoteError(
@@ -121,6 +136,7 @@ class Fetcher:
                 PROTOCOL,
                 status=err.code,
                 cause=err.reason,
+                body=head,
             ) from None
         except urllib.error.URLError as err:
             if isinstance(err.reason, ssl.SSLCertVerificationError):
