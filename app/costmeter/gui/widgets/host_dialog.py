@@ -18,25 +18,20 @@ from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
     QFormLayout,
-    QHBoxLayout,
-    QLabel,
     QLineEdit,
-    QPushButton,
     QVBoxLayout,
     QWidget,
 )
 
 from costmeter.config import HOST_KINDS, RemoteHostConfig
 from costmeter.config_writer import host_name_problem
-from costmeter.gui.tasks import TaskRunner, alive
+from costmeter.gui.tasks import TaskRunner
+from costmeter.gui.widgets.connection_form import ERROR_STYLE, WARN_STYLE, ConnectionForm
 from costmeter.service.host_edit import HostDraft, where_stored
 from costmeter.service.remote.probe import probe
 from costmeter.service.tokens import resolve_token
 
 UNCHANGED = "•••• (unchanged)"
-_ERROR_STYLE = "color: #b91c1c;"
-_WARN_STYLE = "color: #b45309;"
-_OK_STYLE = "color: #15803d;"
 
 
 def is_loopback(url: str) -> bool:
@@ -67,7 +62,7 @@ def url_problem(url: str, example: str = "") -> str | None:
     return None
 
 
-class HostDialog(QDialog):
+class HostDialog(ConnectionForm, QDialog):
     def __init__(
         self,
         tasks: TaskRunner,
@@ -117,20 +112,7 @@ class HostDialog(QDialog):
         form.addRow("Token", self.token)
         form.addRow("", self.forget)
         form.addRow("", self.enabled)
-        self.hint = QLabel("")
-        self.hint.setWordWrap(True)
-        self.test_button = QPushButton("Test connection")
-        self.test_button.clicked.connect(self.test_connection)
-        self.test_result = QLabel("")
-        self.test_result.setWordWrap(True)
-        test_row = QHBoxLayout()
-        test_row.addWidget(self.test_button)
-        test_row.addWidget(self.test_result, 1)
-        self.buttons = QDialogButtonBox(
-            QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel
-        )
-        self.buttons.accepted.connect(self.save)
-        self.buttons.rejected.connect(self.reject)
+        test_row = self.build_actions()
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.hint)
@@ -178,7 +160,7 @@ class HostDialog(QDialog):
         warning = None if problem else self.warning()
         text = problem[:1].upper() + problem[1:] if problem else warning or ""
         self.hint.setText(text)
-        self.hint.setStyleSheet(_ERROR_STYLE if problem else _WARN_STYLE)
+        self.hint.setStyleSheet(ERROR_STYLE if problem else WARN_STYLE)
         self.buttons.button(QDialogButtonBox.StandardButton.Save).setEnabled(problem is None)
         self.test_button.setEnabled(url_problem(self.url.text().strip()) is None)
         return problem is None
@@ -205,44 +187,9 @@ class HostDialog(QDialog):
             token = draft.token or (resolve_token(original) if original is not None else None)
             return probe(draft.url, draft.kind, token)
 
-        self.test_button.setEnabled(False)
-        self.test_result.setStyleSheet("")
-        self.test_result.setText("Testing…")
-        self.tasks.submit("host-test", work, self._tested_ok, self._tested_failed)
-
-    def _tested_ok(self, text: str) -> None:
-        if alive(self):
-            self._show_test(text[:1].upper() + text[1:], _OK_STYLE)
-
-    def _tested_failed(self, text: str) -> None:
-        if alive(self):
-            self._show_test(text, _ERROR_STYLE)
-
-    def _show_test(self, text: str, style: str) -> None:
-        self.test_result.setText(text)
-        self.test_result.setStyleSheet(style)
-        self.check()
+        self.start_test("host-test", work)
 
     def save(self) -> None:
-        if not self.check():
-            return
-        draft = self.draft()
-        self.buttons.setEnabled(False)
-        self.hint.setStyleSheet("")
-        self.hint.setText("Saving…")
-        self.tasks.submit("host-save", lambda: self._save(draft), self._saved, self._refused)
-
-    def _saved(self, value: object) -> None:
-        if not alive(self):
-            return
-        self.result_value = value
-        self.buttons.setEnabled(True)
-        self.accept()
-
-    def _refused(self, text: str) -> None:
-        if not alive(self):
-            return
-        self.buttons.setEnabled(True)
-        self.check()
-        self.hint.setText(text)
-        self.hint.setStyleSheet(_ERROR_STYLE)
+        if self.check():
+            draft = self.draft()
+            self.start_save("host-save", lambda: self._save(draft))

@@ -26,7 +26,8 @@ from PySide6.QtWidgets import (
 
 from costmeter.config import SourceConfig, check_selector
 from costmeter.config_writer import duration_value, host_name_problem
-from costmeter.gui.tasks import TaskRunner, alive
+from costmeter.gui.tasks import TaskRunner
+from costmeter.gui.widgets.connection_form import ERROR_STYLE, WARN_STYLE, ConnectionForm
 from costmeter.gui.widgets.host_dialog import is_loopback, url_problem
 from costmeter.service.source_edit import (
     DEFAULT_BACKFILL,
@@ -37,12 +38,8 @@ from costmeter.service.source_edit import (
     token_path_problem,
 )
 
-_ERROR_STYLE = "color: #b91c1c;"
-_WARN_STYLE = "color: #b45309;"
-_OK_STYLE = "color: #15803d;"
 
-
-class SourceDialog(QDialog):
+class SourceDialog(ConnectionForm, QDialog):
     def __init__(
         self,
         tasks: TaskRunner,
@@ -104,20 +101,7 @@ class SourceDialog(QDialog):
         )
         about.setWordWrap(True)
         about.setStyleSheet("color: palette(placeholder-text);")
-        self.hint = QLabel("")
-        self.hint.setWordWrap(True)
-        self.test_button = QPushButton("Test connection")
-        self.test_button.clicked.connect(self.test_connection)
-        self.test_result = QLabel("")
-        self.test_result.setWordWrap(True)
-        test_row = QHBoxLayout()
-        test_row.addWidget(self.test_button)
-        test_row.addWidget(self.test_result, 1)
-        self.buttons = QDialogButtonBox(
-            QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel
-        )
-        self.buttons.accepted.connect(self.save)
-        self.buttons.rejected.connect(self.reject)
+        test_row = self.build_actions()
         layout = QVBoxLayout(self)
         layout.addWidget(about)
         layout.addLayout(form)
@@ -167,7 +151,7 @@ class SourceDialog(QDialog):
         warning = None if problem else self.warning()
         text = problem[:1].upper() + problem[1:] if problem else warning or ""
         self.hint.setText(text)
-        self.hint.setStyleSheet(_ERROR_STYLE if problem else _WARN_STYLE)
+        self.hint.setStyleSheet(ERROR_STYLE if problem else WARN_STYLE)
         self.buttons.button(QDialogButtonBox.StandardButton.Save).setEnabled(problem is None)
         self.test_button.setEnabled(
             url_problem(self.url.text().strip()) is None
@@ -203,44 +187,9 @@ class SourceDialog(QDialog):
         def work() -> str:
             return probe_source(draft.url, token, match)
 
-        self.test_button.setEnabled(False)
-        self.test_result.setStyleSheet("")
-        self.test_result.setText("Testing…")
-        self.tasks.submit("source-test", work, self._tested_ok, self._tested_failed)
-
-    def _tested_ok(self, text: str) -> None:
-        if alive(self):
-            self._show_test(text[:1].upper() + text[1:], _OK_STYLE)
-
-    def _tested_failed(self, text: str) -> None:
-        if alive(self):
-            self._show_test(text, _ERROR_STYLE)
-
-    def _show_test(self, text: str, style: str) -> None:
-        self.test_result.setText(text)
-        self.test_result.setStyleSheet(style)
-        self.check()
+        self.start_test("source-test", work)
 
     def save(self) -> None:
-        if not self.check():
-            return
-        draft = self.draft()
-        self.buttons.setEnabled(False)
-        self.hint.setStyleSheet("")
-        self.hint.setText("Saving…")
-        self.tasks.submit("source-save", lambda: self._save(draft), self._saved, self._refused)
-
-    def _saved(self, value: object) -> None:
-        if not alive(self):
-            return
-        self.result_value = value
-        self.buttons.setEnabled(True)
-        self.accept()
-
-    def _refused(self, text: str) -> None:
-        if not alive(self):
-            return
-        self.buttons.setEnabled(True)
-        self.check()
-        self.hint.setText(text)
-        self.hint.setStyleSheet(_ERROR_STYLE)
+        if self.check():
+            draft = self.draft()
+            self.start_save("source-save", lambda: self._save(draft))
