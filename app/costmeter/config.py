@@ -55,6 +55,8 @@ class CostConfig:
     carbon_g_per_kwh: float | None = None
     cpu_core_hour: float | None = None
     cpu_tdp_w: float | None = None
+    #: Keeping one GB of run output for a month (overrides ``[storage]`` of the price table).
+    storage_gb_month: float | None = None
     #: Rows that replace default rows of the same name or add new models. A row with an empty
     #: ``match`` keeps the patterns of the default row it replaces.
     gpu: tuple[PriceRow, ...] = ()
@@ -213,6 +215,13 @@ class Config:
             )
         if c.cpu_tdp_w is not None:
             changes.update(cpu_tdp_w=c.cpu_tdp_w, cpu_tdp_source=where)
+        if c.storage_gb_month is not None:
+            changes.update(
+                storage_gb_month=c.storage_gb_month,
+                storage_source=where,
+                storage_date="",
+                storage_url=None,
+            )
         rows = []
         for row in c.gpu:
             if not row.match:
@@ -266,6 +275,7 @@ _COST: _Spec = {
     ),
     "cpu_core_hour": ("a price per core-hour", bounds.PRICE_PER_CORE_HOUR, None, False),
     "cpu_tdp_w": ("a power in watts", bounds.POWER_W, None, False),
+    "storage_gb_month": ("a price per GB-month", bounds.PRICE_PER_GB_MONTH, None, False),
 }
 _ALERTS: _Spec = {
     "idle_allocated_minutes": ("a number of minutes", bounds.MINUTES, 30.0, False),

@@ -172,6 +172,7 @@ def _wanted(config: Config) -> dict[str, Any]:
         "carbon_g_per_kwh": c.carbon_g_per_kwh,
         "cpu_core_hour": c.cpu_core_hour,
         "cpu_tdp_w": c.cpu_tdp_w,
+        "storage_gb_month": c.storage_gb_month,
     }
     return {
         "sampling": {

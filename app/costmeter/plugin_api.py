@@ -30,6 +30,11 @@ backend (Slurm) names the job a run became, so that Costmeter charges the run wh
 processes used on ``node`` (whatever sampled the node: an agent, a Prometheus source), and,
 where no samples of the node exist, estimates the cost from the elapsed time and the GPUs the
 scheduler allocated (labelled estimated).
+
+1.3 added :attr:`RunSpec.nproc_per_node` (a data-parallel run: PyTorch's launcher starts that
+many processes, one per GPU, as one run; a backend without :attr:`Capability.DATA_PARALLEL`
+is not given such a run) and :attr:`RunSpec.output_dirs` (folders whose size Costmeter
+measures while the run writes its checkpoints there; backends may ignore it).
 """
 
 from __future__ import annotations
@@ -61,7 +66,7 @@ __all__ = [
     "api_compatible",
 ]
 
-API_VERSION = "1.2"
+API_VERSION = "1.3"
 ENTRY_POINT_GROUP = "costmeter.backends"
 #: Set in every run's environment: the run's id in Costmeter's database.
 RUN_ID_ENV = "COSTMETER_RUN_ID"
@@ -91,6 +96,8 @@ class Capability(enum.StrEnum):
     #: (1.1) The backend samples the machines its runs execute on with the sampler
     #: ``BackendConfig.node_sampler`` makes, and has ``node_samples(handle, since_ts)``.
     NODE_SAMPLES = "node-samples"
+    #: (1.3) The backend can start a data-parallel run (``RunSpec.nproc_per_node`` > 1).
+    DATA_PARALLEL = "data-parallel"
 
 
 class RunState(enum.StrEnum):
@@ -126,6 +133,11 @@ class RunSpec:
     time_limit_s: float | None = None
     #: Money (in the configured currency) after which the run is cancelled; ``None`` for none.
     budget: float | None = None
+    #: (1.3) Processes per node for a data-parallel run (``torch.distributed.run``); 1 for a
+    #: plain run.
+    nproc_per_node: int = 1
+    #: (1.3) Folders the run writes its outputs to (checkpoints): Costmeter measures them.
+    output_dirs: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.argv or not all(isinstance(a, str) for a in self.argv):
@@ -138,6 +150,8 @@ class RunSpec:
             raise ValueError("The time limit must be more than zero seconds.")
         if self.budget is not None and self.budget <= 0:
             raise ValueError("The budget must be more than zero.")
+        if self.nproc_per_node < 1:
+            raise ValueError(f"A run needs at least one process, not {self.nproc_per_node}.")
 
 
 @dataclass(frozen=True)

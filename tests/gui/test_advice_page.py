@@ -519,8 +519,11 @@ def test_compress_opens_the_compression_dialog_or_says_it_is_missing(
     calls: list = []
     fake = types.ModuleType(advice_actions.COMPRESS_MODULE)
 
-    def open_compress_dialog(parent: QWidget, model_path: str | None = None) -> str:
+    def open_compress_dialog(
+        parent: QWidget, model_path: str | None = None, *, price: object = None
+    ) -> str:
         calls.append((parent, model_path))
+        assert price is not None  # the verdict prices serving at the user's core-hour price
         return "dialog"
 
     fake.open_compress_dialog = open_compress_dialog  # type: ignore[attr-defined]

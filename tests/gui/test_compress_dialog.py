@@ -57,12 +57,14 @@ def test_measures_on_a_worker_and_shows_the_table(qtbot, files) -> None:
     qtbot.waitUntil(lambda: dialog.report is not None, timeout=TIMEOUT_MS)
     assert not dialog.running() and dialog.progress.value() == 1000
     labels = [cell(dialog, r, 0) for r in range(dialog.table.rowCount())]
+    # issue 16 added the parameters and the serving cost at the core-hour price
     assert labels == [
-        "size (state_dict bytes)", "latency, batch 1", "latency, batch 16", "accuracy",
+        "size (state_dict bytes)", "parameters", "latency, batch 1", "latency, batch 16",
+        "cost per 1M inferences, batch 1", "cost per 1M inferences, batch 16", "accuracy",
         "agreement with original",
     ]  # fmt: skip
     assert cell(dialog, 0, 3).endswith("x smaller")
-    assert cell(dialog, 3, 1).endswith("%") and cell(dialog, 4, 2).endswith("%")
+    assert cell(dialog, 6, 1).endswith("%") and cell(dialog, 7, 2).endswith("%")
     assert dialog.verdict.text() == dialog.report.verdict_text()
     assert dialog.verdict.text().startswith(("Keep:", "Reject:"))
     assert dialog.save_button.isEnabled() == (dialog.report.verdict != "reject")

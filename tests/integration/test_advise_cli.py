@@ -42,6 +42,7 @@ def test_json_lists_the_expected_rules(sim_db: Path) -> None:
     found = {(r["rule"], r["target"]["device"]) for r in recs}
     assert found == {
         ("idle-gpu", 0),
+        ("cheaper-gpu", 1),  # the table's H100 NVL: the same train for 25 % less
         ("input-bound", 2),
         ("underused-gpu", 3),
         ("memory-headroom", 3),

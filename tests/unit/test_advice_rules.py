@@ -173,10 +173,13 @@ def test_registry_has_every_rule_of_the_issue() -> None:
         "overallocated",
         "memory-headroom",
         "memory-pressure",
+        "cheaper-gpu",
         "input-bound",
         "power-cap",
         "pack-sweep",
         "budget-forecast",
+        "checkpoints",
+        "scaling",
     }
 
 

@@ -51,6 +51,11 @@ OPTIONS: list[tuple[tuple[str, ...], str, str, tuple[str, ...], frozenset[str]]]
     (("gui",), "--seed", "1", (), frozenset({"0"})),
     (("doctor",), "--seed", "1", (), frozenset({"0"})),
     (("runs",), "--limit", "10", (), frozenset()),
+    (("checkpoints",), "--run", "12", (), frozenset()),
+    # --keep 0: keep no numbered checkpoint (a best one and unnumbered ones are still kept).
+    (("checkpoints", "--run", "1"), "--keep", "3", (), frozenset({"0"})),
+    (("whatif",), "--run", "3", (), frozenset()),
+    (("whatif", "--device", "gpu-01:0"), "--since", "1h", (), frozenset()),
 ]
 for _cmd in ("run", "sweep"):
     _tail = ("--", "python", "train.py")
@@ -65,6 +70,9 @@ for _cmd in ("run", "sweep"):
 OPTIONS += [
     (("sweep",), "--max-parallel", "2", ("--", "x"), frozenset()),
     (("sweep",), "--per-gpu", "2", ("--", "x"), frozenset()),
+    # Processes per node; a sweep may also give a grid's {NAME} (tests/unit/test_sweep_nproc.py).
+    (("run",), "--nproc-per-node", "2", ("--", "x"), frozenset()),
+    (("sweep",), "--nproc-per-node", "2", ("--", "x"), frozenset()),
 ]
 
 #: Typed options that take text, not a number: their rules are tested where they are defined

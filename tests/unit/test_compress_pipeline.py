@@ -80,7 +80,7 @@ def test_saves_what_it_keeps_in_the_format_asked(trained) -> None:
     out = trained["dir"] / "small.pt2"
     r = measure_compression(
         trained["model"], "fp16", eval_path=trained["eval"], repeat=2, out_path=out,
-        max_drop=100,
+        max_drop=100, goal="size",
     )  # fmt: skip
     if r.verdict == "reject":  # fp16 may be no faster here and no smaller is impossible
         pytest.fail(f"fp16 halves the weights, it should be kept: {r.reason}")
@@ -105,8 +105,9 @@ def test_a_rejected_model_is_not_saved(trained) -> None:
 def test_torchao_int8_cannot_be_pickled_whole_and_says_what_works(trained) -> None:
     out = trained["dir"] / "q.pt"
     r = measure_compression(
-        trained["model"], "int8-dynamic", eval_path=trained["eval"], repeat=1, out_path=out
-    )
+        trained["model"], "int8-dynamic", eval_path=trained["eval"], repeat=1, out_path=out,
+        goal="size",
+    )  # fmt: skip
     assert r.verdict == "keep"  # 3x smaller, same accuracy: kept, but not savable as a pickle
     assert r.out_path is None and "try a .pt2 name" in (r.save_error or "")
     assert "Not saved:" in r.render_table()

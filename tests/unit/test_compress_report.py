@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from costmeter.compress.measure import Latency, _percentile
-from costmeter.compress.report import CompressionReport, Figures, decide, ratio_text
+from costmeter.compress.report import CompressionReport, Figures, Goal, decide, ratio_text
 
 
 def figures(size: int, l1: float | None, ln: float | None, acc: float | None) -> Figures:
@@ -21,20 +21,24 @@ def figures(size: int, l1: float | None, ln: float | None, acc: float | None) ->
     return Figures(size, lat(1, l1), lat(64, ln), acc)
 
 
-def report(before: Figures, after: Figures, max_drop: float = 1.0) -> CompressionReport:
+def report(
+    before: Figures, after: Figures, max_drop: float = 1.0, goal: Goal = "cost"
+) -> CompressionReport:
     r = CompressionReport(
         model="m.pt", format="x", method="int8-dynamic", engine="e", threads=1, repeat=10,
         batch=64, input_shape=(64,), before=before, after=after, max_drop=max_drop,
-        agreement=0.99 if after.accuracy is not None else None,
+        agreement=0.99 if after.accuracy is not None else None, goal=goal,
     )  # fmt: skip
     r.verdict, r.reason = decide(r)
     return r
 
 
 def test_keep_when_smaller_and_accuracy_within_the_gate() -> None:
-    r = report(figures(1000, 1e-4, 1e-3, 0.95), figures(300, 3e-4, 1e-3, 0.945))
+    # Issue 16: smaller but slower at batch 1 is kept for --goal size only, and says so.
+    r = report(figures(1000, 1e-4, 1e-3, 0.95), figures(300, 3e-4, 1e-3, 0.945), goal="size")
     assert r.verdict == "keep"
     assert "3.33x smaller" in r.reason and "3.00x slower at batch 1" in r.reason
+    assert "better for storage and memory, not for response time" in r.reason
     assert r.accuracy_drop_points == pytest.approx(0.5)
     assert "-0.5 points (limit 1)" in r.reason
 
@@ -65,7 +69,9 @@ def test_a_model_that_does_not_run_is_rejected() -> None:
 
 
 def test_rows_table_and_json() -> None:
-    r = report(figures(107_157, 6.3e-5, 1.54e-4, 0.96), figures(33_023, 1.26e-3, 3.4e-3, 0.96))
+    r = report(
+        figures(107_157, 6.3e-5, 1.54e-4, 0.96), figures(33_023, 1.26e-3, 3.4e-3, 0.96), goal="size"
+    )
     rows = r.rows()
     assert [row.label for row in rows] == [
         "size (state_dict bytes)", "latency, batch 1", "latency, batch 64", "accuracy",

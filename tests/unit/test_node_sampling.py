@@ -54,9 +54,9 @@ def simulated(clock: SimulatedClock, name: str = "node-a") -> NodeSampler:
 
 
 def test_the_api_bump_is_minor_and_still_loads_1_0_plugins() -> None:
-    assert API_VERSION == "1.2"
-    assert api_compatible("1.0") and api_compatible("1.1") and api_compatible("1.2")
-    assert not api_compatible("1.3") and not api_compatible("2.0")
+    assert API_VERSION == "1.3"
+    assert all(api_compatible(v) for v in ("1.0", "1.1", "1.2", "1.3"))
+    assert not api_compatible("1.4") and not api_compatible("2.0")
     assert BackendConfig().node_sampler is None  # 1.0 plugins never see a change
     assert Capability.NODE_SAMPLES.value == "node-samples"
 

@@ -28,7 +28,8 @@ def test_table_lists_local(capsys: pytest.CaptureFixture[str]) -> None:
         "error",
     ]
     (row,) = [line for line in lines if line.startswith("local ")]
-    assert row.split() == ["local", __version__, API_VERSION, "ok", "cancel,gpus,logs"]
+    caps = "cancel,data-parallel,gpus,logs"
+    assert row.split() == ["local", __version__, API_VERSION, "ok", caps]
 
 
 def test_json_lists_local(capsys: pytest.CaptureFixture[str]) -> None:
@@ -40,7 +41,7 @@ def test_json_lists_local(capsys: pytest.CaptureFixture[str]) -> None:
         "version": __version__,
         "api_version": API_VERSION,
         "status": "ok",
-        "capabilities": ["cancel", "gpus", "logs"],
+        "capabilities": ["cancel", "data-parallel", "gpus", "logs"],
         "error": "",
     }
 

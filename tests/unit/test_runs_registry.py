@@ -73,7 +73,12 @@ def test_get_backend_loads_and_guards_local(config: BackendConfig, tmp_path: Pat
     backend = registry.get_backend("local", config)
     assert isinstance(backend, GuardedBackend) and isinstance(backend, Backend)
     assert backend.name == "local" and backend.metadata.api_version == API_VERSION
-    assert backend.capabilities == {Capability.GPUS, Capability.CANCEL, Capability.LOGS}
+    assert backend.capabilities == {
+        Capability.GPUS,
+        Capability.CANCEL,
+        Capability.LOGS,
+        Capability.DATA_PARALLEL,
+    }
     handle = backend.submit(RunSpec(argv=("false",)), Placement(), {}, tmp_path)
     assert handle.backend == "local"
     status = wait_finished(backend, handle)
@@ -98,7 +103,7 @@ def test_probe_reports_local_as_ok() -> None:
         "version": __version__,
         "api_version": API_VERSION,
         "status": "ok",
-        "capabilities": ["cancel", "gpus", "logs"],
+        "capabilities": ["cancel", "data-parallel", "gpus", "logs"],
         "error": "",
     }
 

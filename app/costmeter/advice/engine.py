@@ -7,7 +7,17 @@ from collections.abc import Callable, Mapping
 
 from costmeter.advice.facts import AdviceFacts
 from costmeter.advice.model import Recommendation
-from costmeter.advice.rules import budget, bursts, compute, idle, memory, placement
+from costmeter.advice.rules import (
+    budget,
+    bursts,
+    compute,
+    hardware,
+    idle,
+    memory,
+    placement,
+    scaling,
+    storage,
+)
 from costmeter.advice.thresholds import Thresholds
 
 Rule = Callable[[AdviceFacts, Thresholds], list[Recommendation]]
@@ -21,10 +31,13 @@ RULES: Mapping[str, Rule] = {
     "overallocated": placement.overallocated,
     "memory-headroom": memory.memory_headroom,
     "memory-pressure": memory.memory_pressure,
+    "cheaper-gpu": hardware.cheaper_gpu,
     "input-bound": compute.input_bound,
     "power-cap": compute.power_cap,
     "pack-sweep": placement.pack_sweep,
     "budget-forecast": budget.budget_forecast,
+    "checkpoints": storage.checkpoints,
+    "scaling": scaling.scaling,
 }
 
 #: When a rule fires for a target, these rules' findings for the same GPU (host, device, run)
@@ -33,11 +46,25 @@ RULES: Mapping[str, Rule] = {
 #: allocates on it): it should be released. An input-bound run's low utilisation is the CPU's
 #: fault: a smaller GPU would not help. Memory pressure and headroom never meet (95% vs 40%).
 #: A run that died out of memory keeps that finding whatever else fires (see ``_drop_redundant``).
-_RELEASE = ("underused-gpu", "memory-headroom", "power-cap", "input-bound", "memory-pressure")
+#: cheaper-gpu replaces memory-headroom on the same GPU: both say "move to another model", and
+#: its saving counts the slowdown there, which memory-headroom's price difference ignores. It
+#: leaves underused-gpu alone: packing jobs is another lever (the two savings do not add up).
+_RELEASE = (
+    "underused-gpu",
+    "memory-headroom",
+    "power-cap",
+    "input-bound",
+    "memory-pressure",
+    "cheaper-gpu",
+)
 SUPPRESSES: Mapping[str, tuple[str, ...]] = {
     "idle-gpu": _RELEASE,
     "kept-allocation": _RELEASE,
     "input-bound": ("underused-gpu", "power-cap"),
+    "cheaper-gpu": ("memory-headroom",),
+    # A board that fills up (or a run that died out of memory) hides what the work needs: its
+    # peak is no measure of the memory another model must have.
+    "memory-pressure": ("cheaper-gpu",),
 }
 
 

@@ -10,6 +10,8 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
+from costmeter.advice.checkpoints import RunCheckpoints
+
 T = TypeVar("T")
 
 GIB = 1024**3
@@ -55,6 +57,43 @@ class GpuOption:
 
 
 @dataclass(frozen=True, slots=True)
+class GpuAlternative:
+    """Another priced model's estimate for a GPU's measured work (``costmeter.cost.whatif``):
+    it fits the peak memory with the margin, and costs less."""
+
+    model: str
+    hourly: float
+    memory_gb: float
+    duration_s: float
+    cost: float
+    #: Throughput here / there (dense TFLOPS at the precision, memory bandwidth).
+    compute_ratio: float
+    bandwidth_ratio: float
+    #: The table's figures it stands on ("BF16 312 -> 362.05 TFLOPS, 2039 -> 864 GB/s").
+    basis: str
+
+
+@dataclass(frozen=True, slots=True)
+class WhatIfFacts:
+    """A GPU's measured work estimated on the other priced models (the service works it out
+    from the same series the rules read)."""
+
+    model: str
+    precision: str
+    #: What the measured stretch costs in GPU-hours at its own price (the like-for-like side).
+    cost: float
+    busy_share: float
+    memory_share: float
+    memory_known: bool
+    peak_gib: float
+    margin_gib: float
+    #: One sentence: what the estimate stands on.
+    stands_on: str
+    #: Cheaper models that fit, cheapest first.
+    alternatives: tuple[GpuAlternative, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class DeviceFacts:
     """One GPU over a stretch of time: the whole window, or the part a run held it."""
 
@@ -88,6 +127,9 @@ class DeviceFacts:
     #: Bytes the driver reserves on the board (NVML v2 memory info), when a source reports it;
     #: without a process view "held" is memory used minus this (or an estimate of it).
     memory_reserved: int | None = None
+    #: Its work estimated on the other priced models; None when it cannot be (no table row,
+    #: no utilisation measured, unpriced).
+    whatif: WhatIfFacts | None = None
 
     @property
     def seconds(self) -> float:
@@ -179,6 +221,40 @@ class OwnerBudget:
 
 
 @dataclass(frozen=True, slots=True)
+class ScalePoint:
+    """A sweep's finished runs with one number of processes per node (the ``scaling`` rule)."""
+
+    nproc: int
+    #: GPUs each run had (0: processes on the CPU).
+    gpus: int
+    runs: int
+    #: Medians over those runs.
+    duration_s: float
+    cost: float
+    #: Units of work one run does (its progress total) and their name ("epochs", or "run"
+    #: when the runs reported no progress: one run is one unit).
+    work: float
+    unit: str
+
+    @property
+    def cost_per_unit(self) -> float:
+        return self.cost / self.work if self.work > 0 else self.cost
+
+
+@dataclass(frozen=True, slots=True)
+class SweepScaling:
+    """A sweep over the number of processes per node: one point per N, smallest N first."""
+
+    sweep: str
+    host: str
+    start: float
+    end: float
+    points: tuple[ScalePoint, ...]
+    #: The sweep's run with the dearest N (the recommendation's target).
+    run_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class AdviceFacts:
     start: float
     end: float
@@ -192,3 +268,9 @@ class AdviceFacts:
     day_budget: DayBudget | None = None
     #: ``[[budgets]]`` per owner, in the config's order.
     owner_budgets: tuple[OwnerBudget, ...] = ()
+    #: Runs' output folders with their checkpoint files (the ``checkpoints`` rule), and the
+    #: storage price per GB-month they are priced at.
+    checkpoints: tuple[RunCheckpoints, ...] = ()
+    storage_gb_month: float = 0.0
+    #: Sweeps over ``--nproc-per-node`` (the ``scaling`` rule).
+    scaling: tuple[SweepScaling, ...] = ()

@@ -116,7 +116,7 @@ class Savings:
 
 
 #: What applying a recommendation can do, in the GUI and in ``advise`` JSON.
-ACTION_KINDS = ("none", "relaunch", "compress", "settings")
+ACTION_KINDS = ("none", "relaunch", "compress", "settings", "delete_files")
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +125,10 @@ class Action:
 
     ``relaunch``: run ``target.run`` again as a child run with ``changes`` applied to its spec
     (keys of the run's spec: "gpus", "per_gpu", "argv_append", "env"). ``compress``: open the
-    compression dialog. ``settings``: open the settings page. ``none``: only the text.
+    compression dialog. ``settings``: open the settings page. ``delete_files``: delete the
+    files listed in ``changes["files"]`` (path, bytes, mtime_ns) of run ``changes["run"]``, each
+    one only after the user confirmed the list (service/checkpoint_apply.py). ``none``: only
+    the text.
     """
 
     text: str

@@ -102,6 +102,25 @@ class Thresholds:
     #: A sweep needs at least this many runs to be packed.
     pack_min_runs: float = 2.0
 
+    # -- checkpoints ---------------------------------------------------------------------------
+    #: Checkpoints of one series to keep, the newest by their step/epoch numbers (2: the last
+    #: one and the one before it, in case the last was written during a crash).
+    checkpoint_keep: float = 2.0
+    #: Superseded checkpoints must hold at least this much before the rule speaks (1 MiB: less
+    #: is not worth a decision).
+    checkpoint_min_mib: float = 1.0
+
+    # -- cheaper-gpu ---------------------------------------------------------------------------
+    #: Another model must do the same work for at least this share less (the estimate stands on
+    #: datasheet figures, not a benchmark of this code: a smaller gap is within its error, and
+    #: moving costs effort).
+    cheaper_gpu_min_saving: float = 0.20
+
+    # -- scaling -------------------------------------------------------------------------------
+    #: The cheapest number of processes must cost at least this share less per unit of work
+    #: than the dearest one (5%: two runs of the same command differ by about that much).
+    scaling_min_saving: float = 0.05
+
     # -- budget-forecast -----------------------------------------------------------------------
     #: Warn when the forecast exceeds the budget by this share (0 = as soon as it exceeds it).
     budget_margin: float = 0.0

@@ -30,6 +30,21 @@ def number(bound: Bound) -> Callable[[str], float]:
     return convert
 
 
+def number_or_placeholder(bound: Bound) -> Callable[[str], float | str]:
+    """A float inside ``bound``, or a sweep's ``{NAME}`` placeholder kept as text (the sweep
+    puts each grid value in its place and checks it against ``bound`` then)."""
+    check = number(bound)
+
+    def convert(text: str) -> float | str:
+        stripped = text.strip()
+        if stripped.startswith("{") and stripped.endswith("}") and stripped[1:-1].isidentifier():
+            return stripped
+        return check(text)
+
+    convert.__name__ = bound.what
+    return convert
+
+
 def whole(bound: Bound) -> Callable[[str], int]:
     """A whole number inside ``bound`` (``"3"``, also ``"3.0"``)."""
 

@@ -2,7 +2,8 @@
 
 Exit status: 0 when the compressed model is kept (or no verdict without --eval), 1 when it is
 rejected (so a script can gate on it), 2 for bad input (printed as a sentence by ``main``) or
-when --out could not be written (after the report).
+when --out could not be written (after the report). Serving cost is priced with the core-hour
+price of the effective price table (the defaults with your configuration on top).
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import argparse
 import json
 import sys
 
-from costmeter.compress import CompressError, CompressionReport, measure_compression
+from costmeter.cli.common import load_config_from
+from costmeter.compress import CompressError, CompressionReport, ServingPrice, measure_compression
 from costmeter.core import CostmeterError
 
 EXIT_REJECTED = 1
@@ -22,15 +24,22 @@ def run(args: argparse.Namespace) -> int:
     last_stage = [""]
 
     def progress(stage: str, _share: float) -> None:
-        if stage != last_stage[0] and stage != "Done":  # once a stage, not once a timed run
-            last_stage[0] = stage
+        # Once a stage, not once a timed run or an epoch ("Distilling: epoch 3/30" is one).
+        key = stage.split(":")[0]
+        if key != last_stage[0] and stage != "Done":
+            last_stage[0] = key
             print(f"costmeter: {stage}…", file=sys.stderr, flush=True)
 
+    pricing = load_config_from(args).pricing()
+    price = ServingPrice(pricing.cpu_core_hour, pricing.currency, pricing.cpu_core_hour_source)
     try:
         report = measure_compression(
             args.model,
             args.method,
             eval_path=args.eval,
+            train_path=args.train,
+            goal=args.goal,
+            price=price,
             trust=args.trust,
             max_drop=args.max_drop,
             batch=args.batch,

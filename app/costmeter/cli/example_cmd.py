@@ -24,7 +24,8 @@ def run(args: argparse.Namespace) -> int:
         raise CompressError(f"--epochs must be at least 1, not {args.epochs}.")
     out = Path(args.out) if args.out else None
     eval_out = Path(args.eval_out) if args.eval_out else None
-    for target in (out, eval_out):
+    train_out = Path(args.train_out) if getattr(args, "train_out", None) else None
+    for target in (out, eval_out, train_out):
         if target is not None and not target.parent.is_dir():
             raise CompressError(f"Cannot write {target}: folder {target.parent} does not exist.")
     torch.set_num_threads(THREADS)
@@ -49,6 +50,10 @@ def run(args: argparse.Namespace) -> int:
             with eval_out.open("wb") as f:  # np.savez would append .npz to another name
                 np.savez(f, x=data.x_test, y=data.y_test)
             print(f"held-out data saved to {eval_out} (arrays x and y)")
+        if train_out is not None:
+            with train_out.open("wb") as f:
+                np.savez(f, x=data.x_train, y=data.y_train)
+            print(f"training data saved to {train_out} (arrays x and y)")
     except OSError as exc:
         raise CompressError(f"Could not save: {exc}.") from exc
     if out is not None:
@@ -56,4 +61,7 @@ def run(args: argparse.Namespace) -> int:
         if eval_out is not None:
             command += ["--eval", str(eval_out)]
         print("\nTry next:\n  " + shlex.join(command), file=sys.stdout)
+        if train_out is not None:
+            distill = [*command[:4], "distill", "--train", str(train_out), *command[5:]]
+            print("  " + shlex.join(distill), file=sys.stdout)
     return 0

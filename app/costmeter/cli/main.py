@@ -240,9 +240,23 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         metavar="METHOD",
         help="int8-dynamic (torchao; int8-dynamic:torch.ao for torch's older quantizer), "
-        "int8-weight, fp16, bf16 or prune:AMOUNT (prune:0.5)",
+        "int8-weight, fp16, bf16, prune:AMOUNT (prune:0.5) or distill[:hidden=H,epochs=E,"
+        "temperature=T,alpha=A,seed=S] (trains a smaller student; needs --train)",
     )
     cmp_.add_argument("--eval", metavar="DATA.npz", help="arrays x and y to measure accuracy on")
+    cmp_.add_argument(
+        "--train",
+        metavar="DATA.npz",
+        help="distill only: arrays x (and labels y) to train the student on",
+    )
+    cmp_.add_argument(
+        "--goal",
+        choices=("cost", "latency", "size"),
+        default="cost",
+        help="what the verdict asks of the compressed model: cost (default: cheaper to serve "
+        "per inference at batch 1 or the larger batch, dearer at neither), latency (faster at "
+        "batch 1) or size (smaller to store and hold in memory)",
+    )
     cmp_.add_argument(
         "--out",
         metavar="PATH",
@@ -282,6 +296,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", metavar="MODEL", help="save the trained model (weights only: no --trust needed)"
     )
     exm.add_argument("--eval-out", metavar="DATA.npz", help="save the held-out data (x, y)")
+    exm.add_argument(
+        "--train-out",
+        metavar="DATA.npz",
+        help="save the training data (x, y), e.g. for compress --method distill --train",
+    )
     exm.add_argument("--epochs", type=t.whole(b.EPOCHS), default=20)
     exm.add_argument("--seed", type=t.whole(b.SEED), default=0)
 
@@ -418,6 +437,33 @@ def build_parser() -> argparse.ArgumentParser:
             help="simulated workload of a run's process on simulated GPUs (default: the GPU's "
             "profile in --simulate, else train)",
         )
+        p.add_argument(
+            "--nproc-per-node",
+            type=t.number_or_placeholder(b.NPROC),
+            metavar="N",
+            help="start the command through PyTorch's launcher (torch.distributed.run) with N "
+            "processes, one per GPU (gloo on CPU), as one run; in a sweep N may be a grid's "
+            "{NAME}",
+        )
+        p.add_argument(
+            "--output-dir",
+            action="append",
+            default=[],
+            metavar="DIR",
+            help="a folder the run writes checkpoints to: its size is measured while it runs "
+            "and priced as storage (repeatable)",
+        )
+        p.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="launch nothing: print the predicted duration, cost and range from past runs",
+        )
+        p.add_argument(
+            "--format",
+            choices=("text", "json"),
+            default="text",
+            help="with --dry-run: the predictions as text or JSON",
+        )
         p.add_argument("--interval", type=INTERVAL, metavar="S", help=INTERVAL_HELP)
         _common(p)
         p.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD ARGS...")
@@ -449,6 +495,12 @@ def build_parser() -> argparse.ArgumentParser:
     rns = sub.add_parser("runs", help="the runs Costmeter launched, newest first")
     rns.add_argument("--format", choices=("table", "json"), default="table")
     rns.add_argument(
+        "--calibration",
+        action="store_true",
+        help="instead of the runs: how their predictions fared (share of actual costs inside "
+        "the predicted range, median error)",
+    )
+    rns.add_argument(
         "--limit", type=t.whole(b.LIST_LIMIT), default=50, metavar="N", help="at most N runs"
     )
     rns.add_argument(
@@ -459,6 +511,61 @@ def build_parser() -> argparse.ArgumentParser:
         help="read the simulation database (where runs with --simulate went)",
     )
     _common(rns, simulate=False)
+
+    wif = sub.add_parser(
+        "whatif",
+        help="what a finished run (or a GPU's recent work) would cost on each other GPU model",
+        description="Estimate a finished run's duration and cost on every GPU model in the "
+        "price table: its measured peak memory must fit (plus a margin), and its busy time "
+        "scales by the models' published dense TFLOPS and memory bandwidth, weighted by how "
+        "compute- or memory-bound it measured. An estimate, not a benchmark.",
+    )
+    wif_what = wif.add_mutually_exclusive_group(required=True)
+    wif_what.add_argument("--run", type=t.whole(b.RUN_ID), metavar="ID", help="a finished run")
+    wif_what.add_argument(
+        "--device", metavar="HOST:INDEX", help="a GPU's work over --since instead of a run"
+    )
+    wif.add_argument("--since", default="24h", type=SINCE, metavar="DURATION", help=SINCE_HELP)
+    wif.add_argument(
+        "--precision",
+        choices=("fp32", "tf32", "fp16", "bf16"),
+        default="bf16",
+        help="the TFLOPS column compute scales by (default bf16: mixed-precision training)",
+    )
+    wif.add_argument("--format", choices=("table", "json"), default="table")
+    wif.add_argument(
+        "--simulate",
+        nargs="?",
+        const="",
+        metavar="SPEC",
+        help="read the simulation database (where runs with --simulate went)",
+    )
+    _common(wif, simulate=False)
+
+    ckp = sub.add_parser(
+        "checkpoints",
+        help="a run's checkpoint files: which later ones supersede, and deleting them",
+        description="List the checkpoint files in a run's output folders (--output-dir), which "
+        "to keep (the last K of each series and any named best) and which later ones "
+        "supersede, with the GB and money per month deleting them saves. With --delete, the "
+        "list is shown first and the files are deleted one by one after you confirm.",
+    )
+    ckp.add_argument("--run", type=t.whole(b.RUN_ID), required=True, metavar="ID")
+    ckp.add_argument(
+        "--keep",
+        type=t.whole(b.CHECKPOINTS_KEPT),
+        default=2,
+        metavar="K",
+        help="checkpoints of each series to keep, the newest (default 2)",
+    )
+    ckp.add_argument(
+        "--delete", action="store_true", help="delete the superseded files (asks first)"
+    )
+    ckp.add_argument(
+        "--yes", action="store_true", help="with --delete: do not ask (the list is still shown)"
+    )
+    ckp.add_argument("--format", choices=("table", "json"), default="table")
+    _common(ckp, simulate=False)
 
     doc = sub.add_parser("doctor", help="check the NVIDIA driver, permissions and the database")
     _common(doc)

@@ -18,8 +18,10 @@ from costmeter.core.units import format_duration, format_energy_kwh, parse_durat
 from costmeter.cost.chargeback import Amounts, ChargebackReport, parse_by
 from costmeter.cost.ledger import CostReport, format_money
 from costmeter.cost.run_cost import format_cost
+from costmeter.cost.storage import GB, StorageCharge, monthly_cost
 from costmeter.service.chargeback import chargeback
 from costmeter.service.remote import HostStatus, read_statuses
+from costmeter.service.storage_costs import storage_charge
 from costmeter.service.summary import report_between
 from costmeter.store import Store
 from costmeter.store.lock import is_locked
@@ -67,6 +69,12 @@ def build_report(args: argparse.Namespace, now: float | None = None) -> CostRepo
         return None if store is None else report_between(store, config.pricing(), start, end)
 
 
+def build_storage(args: argparse.Namespace, now: float | None = None) -> StorageCharge | None:
+    """Runs' outputs kept in the window, priced per GB-month (None when none were measured)."""
+    with _window_store(args, now) as (config, store, start, end):
+        return None if store is None else storage_charge(store, config.pricing(), start, end)
+
+
 def build_chargeback(args: argparse.Namespace, now: float | None = None) -> ChargebackReport | None:
     """``report --by``: the same window and prices as the plain report, split over owners."""
     with _window_store(args, now) as (config, store, start, end):
@@ -93,14 +101,19 @@ def run(args: argparse.Namespace) -> int:
     if report is None:
         return 1
     remote = _remote_statuses(args)
+    storage = build_storage(args)
     if args.format == "json":
         data = report.to_dict()
         data["remote_hosts"] = [_status_dict(s) for s in remote]
+        # Not in "total" (compute): storage recurs while the outputs are kept.
+        data["storage"] = None if storage is None else storage.to_dict()
         print(json.dumps(data, indent=2))
     elif args.format == "csv":
-        print(_csv(report.to_dict()), end="")
+        print(_csv(report.to_dict(), storage), end="")
     else:
         print(_table(report, args.since))
+        if storage is not None:
+            print(storage_line(storage, report.total.cost))
         if remote:
             live = is_locked(resolve_db(args, load_config_from(args)))
             print(_hosts_section(remote, live))
@@ -163,7 +176,19 @@ def _hosts_section(statuses: list[HostStatus], recording: bool) -> str:
     return "\n".join(lines)
 
 
-def _csv(data: dict[str, Any]) -> str:
+def storage_line(s: StorageCharge, compute: float) -> str:
+    """The report's storage line: GB-months kept in the window x the price, and the total."""
+    cur = s.currency
+    return (
+        f"Storage: run outputs kept {s.gb_months:.3g} GB-months in this window x "
+        f"{s.price_gb_month:g} {cur}/GB-month = {format_cost(s.cost, cur)} "
+        f"(compute and storage: {format_cost(compute + s.cost, cur)}); now "
+        f"{s.bytes_at_end / GB:.3g} GB of {s.runs} run(s), "
+        f"{format_cost(monthly_cost(s.bytes_at_end, s.price_gb_month), cur)}/month to keep."
+    )
+
+
+def _csv(data: dict[str, Any], storage: StorageCharge | None = None) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
@@ -174,6 +199,8 @@ def _csv(data: dict[str, Any]) -> str:
             {"kind": "cpu", "index": "", "name": "CPU", **h, "energy_kwh": h["cpu_energy_kwh"]}
         )
     writer.writerow({"kind": "total", **data["total"]})
+    if storage is not None:
+        writer.writerow({"kind": "storage", "name": "run outputs", "cost": storage.cost})
     return out.getvalue()
 
 

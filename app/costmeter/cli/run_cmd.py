@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 
+from costmeter.advice.rules.storage import size_text
 from costmeter.cli.common import load_config_from, resolve_db, say
+from costmeter.cli.dry_run import check_format, dry_run
 from costmeter.cli.run_session import (
     Session,
     UsageError,
@@ -23,9 +25,12 @@ from costmeter.cli.run_session import (
 )
 from costmeter.core import CostmeterError
 from costmeter.core.units import format_duration, format_energy_kwh
+from costmeter.cost.prediction import FIT
 from costmeter.cost.run_cost import format_cost
 from costmeter.plugin_api import RunState
+from costmeter.runs.commands import default_name
 from costmeter.runs.messages import shell_exit_code
+from costmeter.service.run_prediction import describe
 from costmeter.store.runs import RunRow
 
 
@@ -33,10 +38,16 @@ def run(args: argparse.Namespace) -> int:
     try:
         argv = command_of(args)
         spec = spec_from(args, argv)
+        check_format(args)
     except UsageError as exc:
         say(str(exc))
         return 2
     problem = gpus_problem(args)
+    if args.dry_run:
+        if problem is not None:
+            say(problem)
+            return 2
+        return dry_run(args, [(spec.name or default_name(spec.argv), {}, spec)])
     if problem is not None:
         refuse(resolve_db(args, load_config_from(args)), spec, args.backend or "local", problem)
         return 2
@@ -50,6 +61,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         estimate = session.service.estimate(spec.argv, spec.gpus)
         say(f"estimated cost: {estimate.describe()}.")
+        predicted = session.service.predict(spec)
+        if predicted.method == FIT:
+            say(f"predicted: {describe(predicted, session.service.pricing.currency)}.")
         run_id = session.service.submit(spec)
         wait_with_signals(session)
         row = session.service.row(run_id)
@@ -105,6 +119,12 @@ def summary_lines(session: Session, row: RunRow, estimate: str) -> list[str]:
         lines.append(f"  job {row.job}" + (f" on {row.node}" if row.node else ""))
     if row.cost_note:
         lines.append(f"  {row.cost_note}")
+    if row.storage_bytes is not None:
+        keep = format_cost(row.storage_cost or 0.0, currency)
+        lines.append(
+            f"  outputs {size_text(row.storage_bytes)} in {row.storage_files or 0} files: "
+            f"{keep}/month to keep (storage, apart from the cost above)"
+        )
     return lines
 
 

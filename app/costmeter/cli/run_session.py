@@ -32,6 +32,7 @@ from costmeter.core.tags import merge_tags
 from costmeter.core.units import format_duration, parse_duration
 from costmeter.cost.run_cost import format_cost
 from costmeter.plugin_api import Backend, RunSpec, RunState
+from costmeter.runs.data_parallel import parse_command
 from costmeter.runs.events import EventKind, RunEvent
 from costmeter.service.monitor import Monitor, MonitorOptions
 from costmeter.service.run_session import RunSession, SessionOptions
@@ -69,7 +70,15 @@ def spec_from(args: argparse.Namespace, argv: list[str], name: str | None = None
     """The RunSpec the options describe (``--gpus`` below 1 is checked by ``gpus_problem``)."""
     check_profile(args)
     gpus = args.gpus
+    nproc = getattr(args, "nproc_per_node", None)
+    if isinstance(nproc, str):
+        raise UsageError(
+            f"--nproc-per-node {nproc} takes a grid's value: it works in costmeter sweep with "
+            f"--grid {nproc.strip('{}')}=1,2 (costmeter run needs a number)."
+        )
     try:
+        if nproc is not None and nproc > 1:
+            parse_command(argv)  # torchrun starts only a script or a module once per rank
         return RunSpec(
             argv=tuple(argv),
             gpus=gpus if gpus is not None and gpus > 0 else 0,
@@ -80,6 +89,10 @@ def spec_from(args: argparse.Namespace, argv: list[str], name: str | None = None
             else None,
             budget=parse_money(args.budget) if args.budget else None,
             cwd=str(Path.cwd()),
+            nproc_per_node=int(getattr(args, "nproc_per_node", None) or 1),
+            output_dirs=tuple(
+                str(Path(d).expanduser().resolve()) for d in getattr(args, "output_dir", None) or ()
+            ),
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None

@@ -8,12 +8,14 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from costmeter.advice.rules.storage import size_text
 from costmeter.cli.common import load_config_from, resolve_db, say
 from costmeter.cli.run_cmd import energy_text, seconds_text
 from costmeter.cli.table import render
 from costmeter.core.tags import format_tags
 from costmeter.cost.run_cost import format_cost
 from costmeter.service.run_costs import reprice_estimated
+from costmeter.service.run_prediction import calibration_of
 from costmeter.service.run_reconcile import reconcile_stale_runs
 from costmeter.store.runs import ESTIMATED, MEASURED, RunRow, RunStore
 
@@ -25,6 +27,8 @@ def run(args: argparse.Namespace) -> int:
     config = load_config_from(args)
     db = resolve_db(args, config)
     if not db.exists():
+        if getattr(args, "calibration", False):
+            return _print_calibration(args, [])
         if args.format == "json":
             print("[]")
         else:
@@ -45,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
             f"run(s) {', '.join(map(str, lost))} had no process left after Costmeter stopped: "
             "marked lost."
         )
+    if getattr(args, "calibration", False):
+        return _print_calibration(args, rows)
     if args.format == "json":
         print(json.dumps([as_json(r) for r in rows], indent=2))
         return 0
@@ -53,6 +59,16 @@ def run(args: argparse.Namespace) -> int:
         return 0
     currency = config.pricing().currency
     print(table(rows, currency))
+    return 0
+
+
+def _print_calibration(args: argparse.Namespace, rows: list[RunRow]) -> int:
+    """``--calibration``: how the predictions of these runs fared."""
+    found = calibration_of(rows)
+    if args.format == "json":
+        print(json.dumps(found.to_json(), indent=2))
+    else:
+        print(found.describe())
     return 0
 
 
@@ -89,16 +105,27 @@ def as_json(r: RunRow) -> dict[str, Any]:
         "allocated_gpus": r.allocated_gpus,
         "estimate": r.estimate,
         "estimate_runs": r.estimate_runs,
+        "predicted_duration_s": r.predicted_duration_s,
+        "predicted_cost": r.predicted_cost,
+        "predicted_low": r.predicted_low,
+        "predicted_high": r.predicted_high,
+        "prediction_basis": r.prediction_basis,
         "sweep": r.sweep,
         "tags": dict(r.tags),
         "argv": r.spec.get("argv", []),
         "message": r.message,
+        # Its output folders as last measured; what keeping them costs per month (apart from
+        # "cost", which is compute and paid once: docs/STORAGE.md).
+        "storage_bytes": r.storage_bytes,
+        "storage_files": r.storage_files,
+        "storage_cost_per_month": r.storage_cost,
     }
 
 
 def table(rows: list[RunRow], currency: str) -> str:
     """One line per run; a tags column when one of the runs has tags."""
     tagged = any(r.tags for r in rows)
+    stored = any(r.storage_bytes is not None for r in rows)
     headers = [
         "id",
         "name",
@@ -111,6 +138,8 @@ def table(rows: list[RunRow], currency: str) -> str:
         "energy",
         "cost",
     ]
+    if stored:
+        headers.append("stored")
     if tagged:
         headers.append("tags")
     body = []
@@ -132,6 +161,8 @@ def table(rows: list[RunRow], currency: str) -> str:
             "" if r.energy_kwh is None else energy_text(r.energy_kwh),
             cost_text(r, currency),
         ]
+        if stored:
+            cells.append(stored_text(r, currency))
         if tagged:
             cells.append(tags_text(r.tags))
         body.append(tuple(cells))
@@ -151,6 +182,16 @@ def cost_text(r: RunRow, currency: str) -> str:
         return ""
     money = format_cost(r.cost, r.currency or currency)
     return f"~{money} est." if r.estimated else money
+
+
+def stored_text(r: RunRow, currency: str) -> str:
+    """The stored cell: "5.3 MB, $0.00042/mo" (its outputs, and keeping them a month)."""
+    if r.storage_bytes is None:
+        return ""
+    text = size_text(r.storage_bytes)
+    if r.storage_cost is not None:
+        text += f", {format_cost(r.storage_cost, r.currency or currency)}/mo"
+    return text
 
 
 #: The tags column is cut here (``runs --format json`` has them whole).

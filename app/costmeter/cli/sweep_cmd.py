@@ -12,6 +12,7 @@ import argparse
 import time
 
 from costmeter.cli.common import load_config_from, resolve_db, say
+from costmeter.cli.dry_run import check_budget, check_format, dry_run
 from costmeter.cli.run_cmd import energy_text, seconds_text
 from costmeter.cli.run_session import (
     UsageError,
@@ -20,14 +21,15 @@ from costmeter.cli.run_session import (
     gpus_problem,
     open_session,
     refuse,
-    spec_from,
     wait_with_signals,
 )
+from costmeter.cli.scaling_table import scaling_text
+from costmeter.cli.sweep_points import sweep_specs
 from costmeter.cli.table import render
 from costmeter.core import CostmeterError
 from costmeter.cost.run_cost import format_cost
 from costmeter.plugin_api import RunSpec, RunState
-from costmeter.runs.commands import default_name, expand_grid, parse_grid
+from costmeter.runs.commands import default_name
 from costmeter.store.runs import RunRow
 
 
@@ -41,13 +43,23 @@ def run(args: argparse.Namespace) -> int:
         if args.per_gpu < 1:
             raise UsageError(f"--per-gpu must be at least 1, not {args.per_gpu}.")
         base = args.name or default_name(argv)
-        points = expand_grid(argv, [parse_grid(g) for g in args.grid], prefix=base)
-        specs = [spec_from(args, list(p.argv), name=p.name) for p in points]
+        points, specs = sweep_specs(args, argv, base)
+        check_format(args)
     except (UsageError, CostmeterError) as exc:
         say(str(exc))
         return 2
     sweep = f"{base}-{time.strftime('%Y%m%d-%H%M%S')}"
     problem = gpus_problem(args)
+    planned = [(p.name, dict(p.values), s) for p, s in zip(points, specs, strict=True)]
+    if args.dry_run:
+        if problem is not None:
+            say(problem)
+            return 2
+        return dry_run(args, planned, max_parallel=args.max_parallel)
+    if problem is None and not check_budget(
+        args, planned, backend=args.backend or "local", sweep=sweep, max_parallel=args.max_parallel
+    ):
+        return 2
     if problem is not None:
         db = resolve_db(args, load_config_from(args))
         for spec in specs:
@@ -91,6 +103,9 @@ def run(args: argparse.Namespace) -> int:
     for r in done:
         if r.status != RunState.SUCCEEDED and r.message:
             say(f"[{r.name}] {r.message}")
+    scaling = scaling_text(done, currency) if isinstance(args.nproc_per_node, str) else None
+    if scaling is not None:
+        print(scaling)
     if session.interrupted:
         return 130
     return 0 if ok == len(done) else 1

@@ -10,25 +10,32 @@ from costmeter.compress.errors import (
     EvalDataError,
     ModelFileError,
     TorchMissing,
+    TrainDataError,
     TrustRequired,
     UnsupportedMethod,
 )
 from costmeter.compress.methods import CHOICES, METHOD_HELP, SUPPORTED, parse_method
 from costmeter.compress.pipeline import measure_compression, save_compressed
-from costmeter.compress.report import CompressionReport, Row
+from costmeter.compress.report import DEFAULT_GOAL, GOALS, CompressionReport, Goal, Row
+from costmeter.compress.serving_cost import ServingPrice
 from costmeter.compress.torch_env import require_torch
 
 __all__ = [
     "CHOICES",
+    "DEFAULT_GOAL",
+    "GOALS",
     "METHOD_HELP",
     "SUPPORTED",
     "CompressError",
     "CompressionCancelled",
     "CompressionReport",
     "EvalDataError",
+    "Goal",
     "ModelFileError",
     "Row",
+    "ServingPrice",
     "TorchMissing",
+    "TrainDataError",
     "TrustRequired",
     "UnsupportedMethod",
     "measure_compression",

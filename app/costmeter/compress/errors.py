@@ -44,6 +44,10 @@ class EvalDataError(CompressError):
     """The --eval file is not arrays ``x`` and ``y`` that fit the model."""
 
 
+class TrainDataError(CompressError):
+    """The --train file (distillation) is missing, unreadable, or does not fit the model."""
+
+
 class CompressionCancelled(CompressError):
     def __init__(self) -> None:
         super().__init__("The measurement was cancelled.")

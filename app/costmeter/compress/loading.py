@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from costmeter.compress.errors import ModelFileError, TrustRequired
+from costmeter.compress.mlp import build_mlp, shape_from_checkpoint
 from costmeter.compress.torch_env import require_torch
 
 if TYPE_CHECKING:
@@ -202,14 +203,17 @@ def _is_costmeter_checkpoint(payload: Any) -> bool:
 
 
 def _from_checkpoint(path: Path, payload: Mapping[str, Any]) -> LoadedModel:
+    """The digits example's checkpoint, or an MLP's with its widths (a distilled student)."""
     from costmeter.examples import digits
 
     try:
-        module = digits.build_model(int(payload["hidden"]))
+        shape = shape_from_checkpoint(payload)
+        module = digits.build_model(int(payload["hidden"])) if shape is None else build_mlp(shape)
         module.load_state_dict(payload["state_dict"])
     except (RuntimeError, TypeError, ValueError) as exc:
         raise ModelFileError(f"{path} is a damaged Costmeter checkpoint: {exc}") from exc
-    return LoadedModel(module, "checkpoint", (int(payload["inputs"]),), "the checkpoint")
+    inputs = (int(payload["inputs"]),) if shape is None else shape.input_shape
+    return LoadedModel(module, "checkpoint", inputs, "the checkpoint")
 
 
 def _shape_from_first_weight(module: torch.nn.Module) -> tuple[int, ...] | None:

@@ -6,6 +6,8 @@ Which method works on which format (``SUPPORTED``):
   or a Costmeter checkpoint. TorchScript and torch.export files keep no ``nn.Linear`` modules
   for the quantizer to replace.
 - fp16, bf16, prune:AMOUNT: every format.
+- distill: every format whose model runs on the training data (``--train``); it trains a new,
+  smaller student (compress/distill.py) rather than changing the teacher.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from __future__ import annotations
 import copy
 import importlib.metadata
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+from costmeter.compress.distill_options import OPTIONS_HELP, DistillOptions, parse_distill
 from costmeter.compress.errors import UnsupportedMethod
 from costmeter.compress.loading import FORMATS, Format, LoadedModel
 from costmeter.compress.torch_env import no_deprecation_noise, torchao_quantization
@@ -22,7 +25,7 @@ from costmeter.compress.torch_env import no_deprecation_noise, torchao_quantizat
 if TYPE_CHECKING:
     import torch
 
-MethodName = Literal["int8-dynamic", "int8-weight", "fp16", "bf16", "prune"]
+MethodName = Literal["int8-dynamic", "int8-weight", "fp16", "bf16", "prune", "distill"]
 Engine = Literal["torchao", "torch.ao", "torch"]
 _EAGER: tuple[Format, ...] = ("pickle", "checkpoint")
 SUPPORTED: dict[MethodName, tuple[Format, ...]] = {
@@ -31,10 +34,12 @@ SUPPORTED: dict[MethodName, tuple[Format, ...]] = {
     "fp16": ("pickle", "checkpoint", "torchscript", "export"),
     "bf16": ("pickle", "checkpoint", "torchscript", "export"),
     "prune": ("pickle", "checkpoint", "torchscript", "export"),
+    "distill": ("pickle", "checkpoint", "torchscript", "export"),
 }
 METHOD_HELP = (
     "int8-dynamic (torchao; int8-dynamic:torch.ao for the older quantizer), int8-weight, fp16, "
-    "bf16, or prune:AMOUNT with AMOUNT between 0 and 1 (prune:0.5)"
+    "bf16, prune:AMOUNT with AMOUNT between 0 and 1 (prune:0.5), or "
+    f"{OPTIONS_HELP} with --train DATA.npz"
 )
 #: What the GUI offers; prune gets its amount from a separate field.
 CHOICES: tuple[str, ...] = ("int8-dynamic", "int8-dynamic:torch.ao", "int8-weight", "fp16", "bf16")
@@ -49,11 +54,14 @@ class Method:
     name: MethodName
     amount: float | None = None  # prune only
     engine: Engine | None = None  # int8-dynamic only: None picks torchao, else torch.ao
+    distill: DistillOptions | None = None  # distill only
 
     @property
     def label(self) -> str:
         if self.name == "prune":
             return f"prune:{self.amount:g}"
+        if self.distill is not None:
+            return self.distill.label
         return f"{self.name}:{self.engine}" if self.engine == "torch.ao" else self.name
 
 
@@ -66,6 +74,10 @@ class Compressed:
     notes: list[str] = field(default_factory=list)
     #: Share of zero weights in the pruned tensors (prune only).
     sparsity: float | None = None
+    #: A weights-only checkpoint to save instead of the pickled module (a distilled MLP).
+    checkpoint: dict[str, Any] | None = None
+    #: Seconds spent training (distill only).
+    training_s: float | None = None
 
 
 def parse_method(text: str) -> Method:
@@ -81,6 +93,8 @@ def parse_method(text: str) -> Method:
         if not 0.0 < amount < 1.0:
             raise UnsupportedMethod(f"'{text}': the pruning amount must be between 0 and 1.")
         return Method("prune", amount=amount)
+    if name == "distill":
+        return Method("distill", distill=parse_distill(text, arg))
     if name == "int8-dynamic" and arg in ("", "torchao", "torch.ao"):
         return Method("int8-dynamic", engine="torch.ao" if arg == "torch.ao" else None)
     if name in ("int8-weight", "fp16", "bf16") and not arg:
@@ -103,6 +117,8 @@ def apply_method(method: Method, loaded: LoadedModel) -> Compressed:
     import torch
 
     check_supported(method, loaded.format)
+    if method.name == "distill":
+        raise UnsupportedMethod("distill trains a student: it runs through distill.distill.")
     module = loaded.module
     if method.name in ("fp16", "bf16"):
         dtype = torch.float16 if method.name == "fp16" else torch.bfloat16

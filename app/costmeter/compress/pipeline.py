@@ -8,7 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from costmeter.compress.errors import CompressError, EvalDataError, ModelFileError
+from costmeter.compress.distill import distill
+from costmeter.compress.errors import (
+    CompressError,
+    EvalDataError,
+    ModelFileError,
+    TrainDataError,
+)
 from costmeter.compress.evaluate import EvalData, accuracy, agreement, load_eval, predict
 from costmeter.compress.loading import LoadedModel, load_model
 from costmeter.compress.measure import (
@@ -20,14 +26,18 @@ from costmeter.compress.measure import (
     state_dict_bytes,
 )
 from costmeter.compress.methods import Compressed, apply_method, check_supported, parse_method
-from costmeter.compress.report import CompressionReport, Figures, decide
+from costmeter.compress.report import GOALS, CompressionReport, Figures, Goal, decide
+from costmeter.compress.serving_cost import ServingPrice, format_money
 from costmeter.compress.torch_env import require_torch
+from costmeter.compress.train_data import TrainData, load_train
 
 if TYPE_CHECKING:
     import numpy as np
     import torch
 
 Progress = Callable[[str, float], None]
+#: Share of the progress bar that distilling takes; measuring both models takes the rest.
+DISTILL_SHARE = 0.45
 
 
 def measure_compression(
@@ -35,6 +45,9 @@ def measure_compression(
     method: str,
     *,
     eval_path: str | Path | None = None,
+    train_path: str | Path | None = None,
+    goal: Goal = "cost",
+    price: ServingPrice | None = None,
     trust: bool = False,
     max_drop: float = 1.0,
     batch: int = 64,
@@ -44,31 +57,51 @@ def measure_compression(
     on_progress: Progress | None = None,
     cancelled: Callable[[], bool] | None = None,
 ) -> CompressionReport:
-    """Load the model, compress a fresh copy with ``method``, measure both, give the verdict;
-    with ``out_path`` save the compressed model unless it is rejected. Raises CompressError
-    subclasses (sentences) for bad input, CompressionCancelled when ``cancelled()`` turns true."""
+    """Load the model, compress a fresh copy with ``method`` (distill: train a student on
+    ``train_path``), measure both, give the verdict for ``goal`` (priced with ``price`` when
+    given); with ``out_path`` save the compressed model unless it is rejected. Raises
+    CompressError subclasses (sentences) for bad input, CompressionCancelled when
+    ``cancelled()`` turns true."""
     require_torch()
     if batch < 2 or repeat < 1 or threads < 1:
         raise CompressError("--batch must be at least 2, --repeat and threads at least 1.")
     if max_drop < 0:
         raise CompressError("--max-drop must be zero or more percentage points.")
+    if goal not in GOALS:
+        raise CompressError(f"Unknown goal '{goal}': use {', '.join(GOALS)}.")
     report_progress: Progress = on_progress or (lambda _stage, _share: None)
     spec = parse_method(method)
+    if spec.name == "distill" and train_path is None:
+        raise TrainDataError(
+            "distill trains a smaller student on your data: give it with --train DATA.npz "
+            "(arrays x and, for labels, y; `costmeter example digits --train-out` writes one)."
+        )
+    if spec.name != "distill" and train_path is not None:
+        raise CompressError(f"--train is for --method distill only, not {spec.label}.")
     path = Path(model_path)
     report_progress("Loading the model", 0.0)
     original = load_model(path, trust=trust)
     check_supported(spec, original.format)
     data = load_eval(Path(eval_path)) if eval_path is not None else None
-    shape = _input_shape(original, data)
+    train = load_train(Path(train_path)) if train_path is not None else None
+    shape = _input_shape(original, data, train)
     examples = _examples(shape, batch, data)
 
     check_cancelled(cancelled)
     report_progress(f"Compressing ({spec.label})", 0.03)
-    compressed = apply_method(spec, load_model(path, trust=trust))
-    check_cancelled(cancelled)
+    measure_progress = report_progress
     with fixed_threads(threads):
+        if spec.distill is not None and train is not None:
+            compressed = distill(original, train, spec.distill, shape, progress=report_progress,
+                                 cancelled=cancelled, span=(0.03, DISTILL_SHARE))  # fmt: skip
+
+            def measure_progress(stage: str, share: float) -> None:
+                report_progress(stage, DISTILL_SHARE + (1 - DISTILL_SHARE) * share)
+        else:
+            compressed = apply_method(spec, load_model(path, trust=trust))
+        check_cancelled(cancelled)
         before, after, predictions = _measure_both(
-            original.module, compressed, examples, data, repeat, cancelled, report_progress
+            original.module, compressed, examples, data, repeat, cancelled, measure_progress
         )
     report = CompressionReport(
         model=str(path),
@@ -86,17 +119,23 @@ def measure_compression(
         sparsity=compressed.sparsity,
         max_drop=max_drop,
         notes=list(compressed.notes),
+        goal=goal,
+        price_per_hour=price.per_hour(threads) if price is not None else None,
+        currency=price.currency if price is not None else "USD",
+        price_source=price.source if price is not None else "",
+        training_s=compressed.training_s,
         compressed=SavedModel(compressed, original.format, examples),
     )
     if predictions[0] is not None and predictions[1] is not None:
         report.agreement = agreement(predictions[0], predictions[1])
     report.verdict, report.reason = decide(report)
     report.notes.extend(_notes(report, original, data))
+    report.notes.extend(_price_notes(report, price))
     if out_path is not None:
         if report.verdict == "reject":
             report.notes.append(f"Not saved to {out_path}: the compressed model was rejected.")
         else:
-            report_progress("Saving the compressed model", 0.97)
+            measure_progress("Saving the compressed model", 0.97)
             try:
                 save_compressed(report, Path(out_path))
             except CompressError as exc:  # the measurement is still worth showing
@@ -125,8 +164,11 @@ def save_compressed(report: CompressionReport, out_path: Path) -> Path:
         raise CompressError("There is no compressed model to save: measure one first.")
     module = saved.compressed.module
     out_path = Path(out_path)
+    checkpoint = saved.compressed.checkpoint
     try:
-        if saved.source_format == "torchscript":
+        if checkpoint is not None and out_path.suffix != ".pt2":
+            torch.save(checkpoint, out_path)  # weights only: loads without --trust
+        elif saved.source_format == "torchscript":
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)
                 torch.jit.save(module, str(out_path))
@@ -176,6 +218,7 @@ def _measure_both(
     modules = (original, compressed.module)
     progress("Measuring sizes", 0.05)
     sizes = [state_dict_bytes(m) for m in modules]
+    counts = [_parameters(m) for m in modules]
     latencies = []
     for step, example in enumerate(examples):
         stage = f"Timing both models at batch {len(example)}"
@@ -197,7 +240,8 @@ def _measure_both(
             if predicted is not None:
                 accuracies[k] = accuracy(predicted, data.y)
     before, after = (
-        Figures(sizes[k], latencies[0][k], latencies[1][k], accuracies[k]) for k in (0, 1)
+        Figures(sizes[k], latencies[0][k], latencies[1][k], accuracies[k], counts[k])
+        for k in (0, 1)
     )
     return before, after, (predictions[0], predictions[1])
 
@@ -215,7 +259,18 @@ def _predict(
         raise EvalDataError(f"The model did not accept the evaluation data: {exc}") from exc
 
 
-def _input_shape(loaded: LoadedModel, data: EvalData | None) -> tuple[int, ...]:
+def _parameters(module: torch.nn.Module) -> int | None:
+    try:
+        return sum(int(p.numel()) for p in module.parameters())
+    except Exception:  # a quantized tensor subclass that does not count its elements
+        return None
+
+
+def _input_shape(
+    loaded: LoadedModel, data: EvalData | None, train: TrainData | None = None
+) -> tuple[int, ...]:
+    if data is None and train is not None and loaded.input_shape is None:
+        return tuple(int(d) for d in train.x.shape[1:])  # distill checks the rows fit
     if data is not None:
         shape = tuple(int(d) for d in data.x.shape[1:])
         if loaded.input_shape is not None and loaded.input_shape != shape:
@@ -272,4 +327,23 @@ def _notes(report: CompressionReport, loaded: LoadedModel, data: EvalData | None
     ):
         if lat.error:
             notes.append(f"The original model did not run at {label}: {lat.error}")
+    return notes
+
+
+def _price_notes(report: CompressionReport, price: ServingPrice | None) -> list[str]:
+    if price is None or report.price_per_hour is None:
+        return []
+    cores = f"{report.threads} CPU core{'s' if report.threads != 1 else ''}"
+    notes = [
+        f"Cost per 1M inferences: median latency per row x {cores} at "
+        f"{format_money(price.core_hour, price.currency)} per core-hour"
+        + (f" ({price.source})" if price.source else "")
+        + "; measured on the CPU, so no GPU-hour price applies."
+    ]
+    if report.training_s is not None:
+        spent = report.training_s / 3600.0 * report.price_per_hour
+        notes.append(
+            f"Distilling took {report.training_s:.2f} s on {cores}: "
+            f"{format_money(spent, price.currency)} at the same price."
+        )
     return notes

@@ -1,4 +1,11 @@
-"""The result of a compression measurement: before/after figures, verdict, notes, rendering."""
+"""The result of a compression measurement: before/after figures, verdict, notes, rendering.
+
+The verdict weighs a goal (``--goal``): ``cost`` (the default: Costmeter is about money) keeps a
+model that serves cheaper per inference at batch 1 or at the larger batch and dearer at neither;
+``latency`` one that answers a single request (batch 1) faster; ``size`` one that is smaller to
+store and hold in memory. Whatever the goal, the verdict says what the model is better for and
+what not, and the accuracy gate (``max_drop``) rejects first.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +13,22 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from costmeter.compress.measure import Latency
+from costmeter.compress.serving_cost import cost_per_million, format_money
 
 Verdict = Literal["keep", "reject", "unmeasured"]
+Goal = Literal["cost", "latency", "size"]
+GOALS: tuple[Goal, ...] = ("cost", "latency", "size")
+DEFAULT_GOAL: Goal = "cost"
+FOR_SIZE = "storage and memory"
+FOR_LATENCY = "response time (batch 1)"
+FOR_COST = "serving cost"
+#: What each goal asks of the compressed model.
+GOAL_TEXT: dict[Goal, str] = {
+    "cost": "serving cost (cheaper per inference at batch 1 or the larger batch, dearer at "
+    "neither)",
+    "latency": "response time (faster at batch 1)",
+    "size": "storage and memory (smaller)",
+}
 #: A size must shrink by more than this share to count as a gain.
 SIZE_MARGIN = 0.05
 #: A latency must improve (or worsen) by more than this share to count (timing noise).
@@ -22,6 +43,8 @@ class Figures:
     latency_1: Latency
     latency_n: Latency
     accuracy: float | None = None
+    #: Number of parameter elements (weights and biases).
+    parameters: int | None = None
 
 
 @dataclass(frozen=True)
@@ -57,6 +80,13 @@ class CompressionReport:
     out_path: str | None = None
     #: Why ``out_path`` could not be written (the measurement itself succeeded).
     save_error: str | None = None
+    goal: Goal = DEFAULT_GOAL
+    #: Price per hour of what ran the measurement (``threads`` CPU cores); None: not priced.
+    price_per_hour: float | None = None
+    currency: str = "USD"
+    price_source: str = ""
+    #: Seconds spent training the compressed model (distill only).
+    training_s: float | None = None
     #: The compressed model, kept for a later save (not part of the JSON).
     compressed: Any = field(default=None, repr=False, compare=False)
 
@@ -66,14 +96,36 @@ class CompressionReport:
             return None
         return (self.before.accuracy - self.after.accuracy) * 100.0
 
+    def cost_per_million(self, figures: Figures, at_batch_n: bool) -> float | None:
+        """Serving cost of a million inferences at batch 1 or (per row) at the larger batch;
+        None when not priced or not timed."""
+        lat = figures.latency_n if at_batch_n else figures.latency_1
+        if self.price_per_hour is None or lat.median_s is None:
+            return None
+        return cost_per_million(lat.median_s, lat.batch, self.price_per_hour)
+
+    def money(self, amount: float | None) -> str:
+        return "" if amount is None else format_money(amount, self.currency)
+
     def rows(self) -> list[Row]:
         b, a = self.before, self.after
         rows = [
             Row("size (state_dict bytes)", format_bytes(b.size_bytes), format_bytes(a.size_bytes),
                 ratio_text(b.size_bytes, a.size_bytes, "smaller", "larger")),
+        ]  # fmt: skip
+        if b.parameters is not None and a.parameters is not None:
+            rows.append(Row("parameters", f"{b.parameters:,}", f"{a.parameters:,}",
+                            ratio_text(b.parameters, a.parameters, "fewer", "more")))  # fmt: skip
+        rows += [
             _latency_row("latency, batch 1", b.latency_1, a.latency_1),
             _latency_row(f"latency, batch {self.batch}", b.latency_n, a.latency_n),
-        ]  # fmt: skip
+        ]
+        if self.price_per_hour is not None:
+            for label, at_n in (("batch 1", False), (f"batch {self.batch}", True)):
+                cb, ca = self.cost_per_million(b, at_n), self.cost_per_million(a, at_n)
+                change = ratio_text(cb, ca, "cheaper", "dearer") if cb and ca else ""
+                rows.append(Row(f"cost per 1M inferences, {label}", self.money(cb),
+                                self.money(ca), change))  # fmt: skip
         if b.accuracy is not None or a.accuracy is not None:
             drop = self.accuracy_drop_points
             change = "" if drop is None else f"{_change(drop):+.1f} points"
@@ -92,6 +144,14 @@ class CompressionReport:
         data.pop("compressed")
         data["input_shape"] = list(self.input_shape)
         data["accuracy_drop_points"] = self.accuracy_drop_points
+        data["cost_per_million"] = {
+            side: {
+                "batch_1": self.cost_per_million(figures, at_batch_n=False),
+                "batch_n": self.cost_per_million(figures, at_batch_n=True),
+            }
+            for side, figures in (("before", self.before), ("after", self.after))
+        }
+        data["better_for"], data["worse_for"] = better_for(self)
         return data
 
     def render_table(self) -> str:
@@ -108,7 +168,7 @@ class CompressionReport:
         head = (
             f"{self.model} ({self.format}), {self.method} with {self.engine}; "
             f"{self.threads} CPU thread{'s' if self.threads != 1 else ''}, "
-            f"median of {self.repeat} runs"
+            f"median of {self.repeat} runs; goal: {self.goal}"
         )
         table = [fmt(headers), "  ".join("-" * w for w in widths), *(fmt(line) for line in lines)]
         notes = [f"- {n}" for n in self.notes]
@@ -119,8 +179,9 @@ class CompressionReport:
 
 
 def decide(report: CompressionReport) -> tuple[Verdict, str]:
-    """Keep when accuracy drops by no more than ``max_drop`` points and the model is smaller
-    or faster as measured; reject otherwise; "unmeasured" without evaluation data."""
+    """Reject a model that does not run, loses more than ``max_drop`` points of accuracy, or
+    is neither smaller nor faster; otherwise keep it when it meets ``report.goal`` and reject
+    it when not; "unmeasured" without evaluation data. The reason says what it is better for."""
     after, before = report.after, report.before
     if after.latency_1.error and after.latency_n.error:
         return "reject", f"the compressed model does not run here ({after.latency_1.error})."
@@ -132,12 +193,69 @@ def decide(report: CompressionReport) -> tuple[Verdict, str]:
         )
     if not gains:
         return "reject", "it is neither smaller nor faster, as stored and run here."
-    gained = " and ".join(gains) + (f", but {' and '.join(losses)}" if losses else "")
+    facts = " and ".join(gains) + (f", but {' and '.join(losses)}" if losses else "")
+    good, bad = better_for(report)
+    suited = f"better for {' and '.join(good)}" if good else "better for nothing measured here"
+    if bad:
+        suited += f", not for {' or '.join(bad)}"
+    money = _money_phrase(report)
     if drop is None:
-        return "unmeasured", f"{gained}; accuracy was not measured: give evaluation data."
-    return "keep", (
-        f"{gained}; accuracy changes {_change(drop):+.1f} points (limit {report.max_drop:g})."
+        return "unmeasured", (
+            f"{facts}: {suited}{money}; accuracy was not measured: give evaluation data."
+        )
+    accuracy = f"accuracy changes {_change(drop):+.1f} points (limit {report.max_drop:g})"
+    if GOAL_FOR[report.goal] in good:
+        return "keep", f"{facts}: {suited}{money}; {accuracy}. Goal {report.goal}: met."
+    others = [g for g in GOALS if GOAL_FOR[g] in good]
+    hint = f" (--goal {others[0]} would keep it)" if others else ""
+    return "reject", (
+        f"{facts}: {suited}{money}; {accuracy}. Goal {report.goal}: not met, it asks for "
+        f"{GOAL_TEXT[report.goal]}{hint}."
     )
+
+
+#: The phrase of ``better_for`` each goal needs.
+GOAL_FOR: dict[Goal, str] = {"cost": FOR_COST, "latency": FOR_LATENCY, "size": FOR_SIZE}
+
+
+def better_for(report: CompressionReport) -> tuple[list[str], list[str]]:
+    """What the compressed model is better for and worse for, of storage and memory, response
+    time at batch 1, and serving cost (per inference, at batch 1 or the larger batch: the
+    same CPU and threads ran both, so the cost ratio is the time-per-inference ratio)."""
+    b, a = report.before, report.after
+    good: list[str] = []
+    bad: list[str] = []
+    size = _compare(b.size_bytes, a.size_bytes, SIZE_MARGIN)
+    one = _compare(b.latency_1.median_s, a.latency_1.median_s, LATENCY_MARGIN)
+    many = _compare(b.latency_n.median_s, a.latency_n.median_s, LATENCY_MARGIN)
+    for sign, phrase in ((size, FOR_SIZE), (one, FOR_LATENCY)):
+        if sign:
+            (good if sign < 0 else bad).append(phrase)
+    if one > 0 or many > 0 or (a.latency_1.error and not b.latency_1.error):
+        bad.append(FOR_COST)
+    elif one < 0 or many < 0:
+        good.append(FOR_COST)
+    return good, bad
+
+
+def _compare(before: float | None, after: float | None, margin: float) -> int:
+    """-1 when ``after`` is lower by more than ``margin`` (a share), +1 when higher, else 0."""
+    if not before or not after:
+        return 0
+    if after < before * (1 - margin):
+        return -1
+    return 1 if after > before * (1 + margin) else 0
+
+
+def _money_phrase(report: CompressionReport) -> str:
+    """ " (a million inferences: $A instead of $B at batch 1, ...)" when priced."""
+    parts = []
+    for label, at_n in (("batch 1", False), (f"batch {report.batch}", True)):
+        before = report.cost_per_million(report.before, at_n)
+        after = report.cost_per_million(report.after, at_n)
+        if before is not None and after is not None:
+            parts.append(f"{report.money(after)} instead of {report.money(before)} at {label}")
+    return f" (a million inferences on this CPU: {', '.join(parts)})" if parts else ""
 
 
 def _change(drop: float) -> float:

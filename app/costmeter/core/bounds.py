@@ -130,6 +130,8 @@ PRICE_PER_KWH = Bound("a price per kWh", 0.0, 1e4)
 PRICE_PER_GPU_HOUR = Bound("a price per GPU-hour", 0.0, 1e5)
 #: Money per CPU core-hour (``[cost] cpu_core_hour``).
 PRICE_PER_CORE_HOUR = Bound("a price per core-hour", 0.0, 1e4)
+#: Storage per GB-month: cloud block storage is cents, archival tapes less; 1000 is absurd.
+PRICE_PER_GB_MONTH = Bound("a price per GB-month", 0.0, 1e3)
 #: Grams of CO2e per kWh: the dirtiest grids are near 1,200.
 CARBON_G_PER_KWH = Bound("a number of grams of CO2e per kWh", 0.0, 1e4)
 #: A CPU's thermal design power in watts (server CPUs are under 600 W).
@@ -141,6 +143,8 @@ PERCENT_POINTS = Bound("a number of percentage points", 0.0, 100.0)
 
 #: GPUs per run (--gpus); below 1 is explained by the run command, which records the refusal.
 GPUS = Bound("a number of GPUs", 1, 4096, integer=True)
+#: Processes per node of a data-parallel run (--nproc-per-node).
+NPROC = Bound("a number of processes per node", 1, 1024, integer=True)
 #: Runs at once (sweep --max-parallel, --per-gpu).
 PARALLEL_RUNS = Bound("a number of runs at once", 1, 1024, integer=True)
 #: Rows to list (runs --limit).
@@ -152,6 +156,10 @@ BATCH = Bound("a batch size", 1, 1_000_000, integer=True)
 #: Repetitions or epochs (compress --repeat, example --epochs).
 REPEATS = Bound("a number of repetitions", 1, 100_000, integer=True)
 EPOCHS = Bound("a number of epochs", 1, 100_000, integer=True)
+#: A run's id in the database (``checkpoints --run``).
+RUN_ID = Bound("a run id", 1, 2**63 - 1, integer=True)
+#: Checkpoints of one series a user keeps (``checkpoints --keep``).
+CHECKPOINTS_KEPT = Bound("a number of checkpoints", 0, 100_000, integer=True)
 #: The agent's connection limits (``[agent]`` max_connections, max_per_client; --max-connections).
 CONNECTIONS = Bound("a number of connections", 1, 100_000, integer=True)
 #: How long the agent waits for a request's head (``[agent]`` request_timeout_s).

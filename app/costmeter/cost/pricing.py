@@ -1,4 +1,5 @@
-"""Price tables: what a GPU costs per hour, electricity per kWh, its carbon, and CPU core-hours.
+"""Price tables: what a GPU costs per hour, electricity per kWh, its carbon, CPU core-hours and
+storage per GB-month.
 
 The default table ships as ``resources/pricing.toml``; every figure in it names its source and
 date. A user's configuration adds rows or overrides figures (see ``costmeter.config``).
@@ -100,6 +101,11 @@ class Pricing:
     cpu_core_hour_date: str
     cpu_tdp_w: float
     cpu_tdp_source: str
+    #: Keeping one GB (10^9 bytes) for one month: runs' outputs (``[storage]``, issue 16).
+    storage_gb_month: float = 0.0
+    storage_source: str = "no storage price: add [cost] storage_gb_month to your configuration"
+    storage_date: str = ""
+    storage_url: str | None = None
 
     def gpu_price(self, nvml_name: str) -> PriceMatch:
         """The price for a device name: user rows first, then the most specific match."""
@@ -193,6 +199,15 @@ def pricing_from_dict(data: Mapping[str, Any], *, path: str) -> Pricing:
     carbon = _Getter(get.table("carbon"), path, prefix="carbon.")
     cpu = _Getter(get.table("cpu"), path, prefix="cpu.")
     unknown = _Getter(get.table("unknown_gpu"), path, prefix="unknown_gpu.")
+    storage: dict[str, Any] = {}
+    if "storage" in data:  # optional: a table without it prices storage at 0, and says so
+        disk = _Getter(get.table("storage"), path, prefix="storage.")
+        storage = {
+            "storage_gb_month": disk.number("gb_month"),
+            "storage_source": disk.string("source"),
+            "storage_date": disk.string("date", default=""),
+            "storage_url": disk.optional_string("url"),
+        }
     return Pricing(
         currency=get.string("currency"),
         gpu_rows=tuple(rows),
@@ -209,6 +224,7 @@ def pricing_from_dict(data: Mapping[str, Any], *, path: str) -> Pricing:
         cpu_core_hour_date=cpu.string("date", default=""),
         cpu_tdp_w=cpu.number("tdp_w"),
         cpu_tdp_source=cpu.string("tdp_source"),
+        **storage,
     )
 
 

@@ -1,5 +1,6 @@
 """What "Apply" on an advice card does: launch the run again with the change (the launch dialog,
-prefilled, for the user to confirm), open the compression dialog, or open Settings.
+prefilled, for the user to confirm), open the compression dialog, open Settings, or delete the
+superseded checkpoint files listed (each shown in a confirmation first).
 
 The relaunch reads the run's row on the store reader's thread, builds the form with
 ``advice_apply.relaunch_plan`` and opens ``LaunchDialog`` with it; the runs it launches record the
@@ -16,11 +17,19 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QMessageBox, QWidget
 
 from costmeter.advice.model import Recommendation
+from costmeter.advice.rules.storage import size_text
+from costmeter.compress import ServingPrice
 from costmeter.gui.context import AppContext
 from costmeter.gui.run_manager import Launched, RunManager
 from costmeter.gui.tasks import alive
 from costmeter.gui.widgets.launch_dialog import LaunchDialog
 from costmeter.service.advice_apply import RelaunchPlan, plan_relaunch, plan_sweep
+from costmeter.service.checkpoint_apply import (
+    DeletionPlan,
+    Outcome,
+    delete_listed,
+    deletion_from_changes,
+)
 from costmeter.service.reading import Store
 from costmeter.service.run_launch import LaunchRequest
 
@@ -36,6 +45,8 @@ class AdviceActions(QObject):
     dialog_opened = Signal(object)
     #: Child runs were queued: (their ids, their parents' ids), once every launch answered.
     relaunched = Signal(object, object)
+    #: Listed files were deleted after the user confirmed (the ``Outcome`` of each).
+    files_deleted = Signal(object)
 
     def __init__(self, ctx: AppContext, page: QWidget) -> None:
         super().__init__(page)
@@ -69,6 +80,8 @@ class AdviceActions(QObject):
             self.compress(rec)
         elif kind == "settings":
             self.open_settings()
+        elif kind == "delete_files":
+            self.delete_files(rec)
         else:
             self.message.emit(f"Nothing to apply here: {rec.action.text}", "info")
 
@@ -194,6 +207,59 @@ class AdviceActions(QObject):
         if self._awaiting and level == "error":
             self.message.emit(text, "error")
 
+    # -- delete files (superseded checkpoints) ------------------------------------------------
+    def delete_files(self, rec: Recommendation) -> None:
+        """List the files (checked on the reader's thread), ask, then delete them there."""
+        changes = dict(rec.action.changes)
+
+        def job(store: Store) -> DeletionPlan:
+            return deletion_from_changes(store.runs(), changes)
+
+        def done(plan: DeletionPlan) -> None:
+            if alive(self.page):
+                self.confirm_delete(plan)
+
+        def failed(text: str) -> None:
+            self.message.emit(f"The files cannot be deleted: {text}", "error")
+
+        self.ctx.reader.submit("advice-delete", job, done, failed)
+
+    def confirm_delete(self, plan: DeletionPlan) -> bool:
+        """Show every file with its size; delete them (off the GUI thread) only on Yes."""
+        listing = "\n".join(f"{f.path} ({size_text(f.bytes)})" for f in plan.files)
+        answer = QMessageBox.question(
+            self.page,
+            f"Delete {len(plan.files)} files of run {plan.run_id}",
+            f"Delete these {len(plan.files)} superseded checkpoint files of run {plan.run_id} "
+            f"({size_text(plan.bytes)})? A file changed since it was listed is kept.\n\n{listing}",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.No,
+        )
+        if answer != QMessageBox.StandardButton.Yes:
+            self.message.emit("Nothing deleted.", "info")
+            return False
+        price = self.ctx.pricing().storage_gb_month
+
+        def job(store: Store) -> list[Outcome]:
+            return delete_listed(plan, store.runs(), price_gb_month=price)
+
+        def done(outcomes: list[Outcome]) -> None:
+            deleted = [o for o in outcomes if o.deleted]
+            freed = size_text(sum(o.bytes for o in deleted))
+            lines = [o.text() for o in outcomes]
+            level = "info" if len(deleted) == len(outcomes) else "warning"
+            self.message.emit(
+                f"Deleted {len(deleted)} of {len(outcomes)} files ({freed}): " + "; ".join(lines),
+                level,
+            )
+            self.files_deleted.emit(outcomes)
+
+        def failed(text: str) -> None:
+            self.message.emit(f"The files could not be deleted: {text}", "error")
+
+        self.ctx.reader.submit("advice-delete", job, done, failed)
+        return True
+
     # -- compress and settings ----------------------------------------------------------------
     def compress(self, rec: Recommendation) -> None:
         try:
@@ -209,7 +275,9 @@ class AdviceActions(QObject):
             )
             return
         model_path = rec.action.changes.get("model_path")
-        self.compress_dialog = opener(self.page, model_path=model_path)
+        pricing = self.ctx.pricing()  # serving cost at the user's core-hour price (issue 16)
+        price = ServingPrice(pricing.cpu_core_hour, pricing.currency, pricing.cpu_core_hour_source)
+        self.compress_dialog = opener(self.page, model_path=model_path, price=price)
 
     def open_settings(self) -> None:
         show = getattr(self.page.window(), "show_page", None)

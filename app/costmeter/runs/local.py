@@ -21,10 +21,15 @@ end on their own; ``"stop"`` sends them SIGTERM as soon as the command exits, an
 ``leftover_grace_s`` seconds (default 10). ``cancel`` stops all of them either way.
 
 A handle's ``data`` holds ``pid``, ``pgid``, ``create_time`` (to tell a reused pid apart),
-``run_dir``, ``started`` and ``gpus`` (comma-separated indices), so ``status`` works on a
-handle rebuilt after a restart (its key is the marker). A run that ended while no Costmeter
-watched it is ``LOST`` (its exit code is unknown), or ``CANCELLED`` when a cancel had been
-asked for.
+``run_dir``, ``started``, ``gpus`` (comma-separated indices) and, for a data-parallel run,
+``nproc``, so ``status`` works on a handle rebuilt after a restart (its key is the marker). A
+run that ended while no Costmeter watched it is ``LOST`` (its exit code is unknown), or
+``CANCELLED`` when a cancel had been asked for.
+
+A data-parallel run (``RunSpec.nproc_per_node`` > 1) is started through PyTorch's launcher
+(:mod:`costmeter.runs.data_parallel`): its workers are the run's processes like any child (each
+in a session of its own, found as descendants and by the marker), their lines reach
+``output.log`` as ``[rank0]:...``, and a rank that fails gives the run its message.
 
 Exit codes follow :mod:`subprocess`: a run ended by signal N has exit code -N.
 Runs live in a table shared by every LocalBackend of this process: each child has one thread
@@ -66,6 +71,7 @@ from costmeter.plugin_api import (
     RunState,
     RunStatus,
 )
+from costmeter.runs.data_parallel import DataParallelError, rank_failure, torchrun_argv
 from costmeter.runs.private import open_private_log
 from costmeter.runs.tracking import MARK_ENV, RunProcesses
 
@@ -93,6 +99,8 @@ class _Exit:
     ended: float
     cancelled: bool
     forced: bool = False
+    #: A data-parallel run's failed rank and its error (``data_parallel.rank_failure``).
+    failure: str | None = None
 
 
 @dataclass
@@ -100,6 +108,8 @@ class _Child:
     popen: subprocess.Popen[bytes]
     run_dir: Path
     procs: RunProcesses
+    #: Processes per node: above 1, torchrun started the command (``data_parallel``).
+    nproc: int = 1
     lock: threading.Lock = field(default_factory=threading.Lock)
     cancelled: bool = False
     forced: bool = False
@@ -152,7 +162,9 @@ class LocalBackend:
             version=__version__,
             api_version=API_VERSION,
             description="Runs commands as processes on this machine.",
-            capabilities=frozenset({Capability.GPUS, Capability.CANCEL, Capability.LOGS}),
+            capabilities=frozenset(
+                {Capability.GPUS, Capability.CANCEL, Capability.LOGS, Capability.DATA_PARALLEL}
+            ),
         )
 
     def resources(self) -> Resources:
@@ -174,7 +186,13 @@ class LocalBackend:
         bad = [k for k, v in full_env.items() if not isinstance(k, str) or not isinstance(v, str)]
         if bad:
             raise BackendError(f"environment variable {bad[0]!r} must be a string.")
-        _check_command(spec.argv[0], full_env.get("PATH", os.defpath), cwd)
+        argv = list(spec.argv)
+        if spec.nproc_per_node > 1:
+            try:
+                argv = torchrun_argv(argv, spec.nproc_per_node, run_dir)
+            except DataParallelError as exc:
+                raise BackendError(str(exc)) from None
+        _check_command(argv[0], full_env.get("PATH", os.defpath), cwd)
         log_path = run_dir / LOG_FILE
         try:
             log = open_private_log(log_path)
@@ -184,7 +202,7 @@ class LocalBackend:
         with log:
             try:
                 popen = subprocess.Popen(
-                    list(spec.argv),
+                    argv,
                     cwd=cwd,
                     env=full_env,
                     stdin=subprocess.DEVNULL,
@@ -199,7 +217,7 @@ class LocalBackend:
             create_time = psutil.Process(popen.pid).create_time()
         except psutil.Error:
             create_time = 0.0
-        child = _Child(popen, run_dir, RunProcesses(popen.pid, key))
+        child = _Child(popen, run_dir, RunProcesses(popen.pid, key), nproc=spec.nproc_per_node)
         with _children_lock:
             _children[key] = child
         threading.Thread(
@@ -216,6 +234,8 @@ class LocalBackend:
             "started": repr(started),
             "gpus": ",".join(str(i) for i in placement.gpu_indices),
         }
+        if spec.nproc_per_node > 1:
+            data["nproc"] = str(spec.nproc_per_node)
         return RunHandle(backend="local", key=key, data=data)
 
     # -- status -----------------------------------------------------------------------------
@@ -235,7 +255,9 @@ class LocalBackend:
                     ended = child.exit
                 if ended is None:
                     return info.running(members or (info.pid,), code)
-            return info.finished(ended.code, ended.ended, ended.cancelled, forced)
+            return info.finished(
+                ended.code, ended.ended, ended.cancelled, forced, failure=ended.failure
+            )
         return self._status_from_disk(info)
 
     def _status_from_disk(self, info: _HandleData) -> RunStatus:
@@ -369,16 +391,17 @@ def _wait_for(child: _Child, leftovers: str, grace_s: float) -> None:
         except subprocess.TimeoutExpired:  # a look now and then keeps its descendants known
             child.look()
     ended = time.time()
-    with child.lock:
-        child.command_code = code
     try:
         if _await_leftovers(child, code, ended, leftovers, grace_s):
             ended = time.time()
     except Exception:  # the run's end must be recorded whatever went wrong in the looking
         logger.exception("Looking for the processes run %s left running failed.", child.popen.pid)
-    _write_exit(child, code, ended, waiting=False)
+    failure = None
+    if child.nproc > 1 and code != 0 and not child.cancelled:
+        failure = rank_failure(child.run_dir / LOG_FILE)
+    _write_exit(child, code, ended, waiting=False, failure=failure)
     with child.lock:
-        child.exit = _Exit(code, ended, child.cancelled, child.forced)
+        child.exit = _Exit(code, ended, child.cancelled, child.forced, failure)
         child.members = ()
     child.procs.forget()
 
@@ -390,7 +413,11 @@ def _await_leftovers(child: _Child, code: int, ended: float, policy: str, grace_
         return False
     with child.lock:
         cancelled = child.cancelled
+    # The file first: once status says the command exited and the run waits for what it left,
+    # a Costmeter that exits has left that record for the next one.
     _write_exit(child, code, ended, waiting=True)
+    with child.lock:
+        child.command_code = code
     if policy == "stop" and not cancelled:
         with contextlib.suppress(PermissionError):
             if _signal_run(child.procs, signal.SIGTERM):
@@ -412,12 +439,20 @@ def _await_leftovers(child: _Child, code: int, ended: float, policy: str, grace_
     return True
 
 
-def _write_exit(child: _Child, code: int, ended: float, *, waiting: bool) -> None:
+def _write_exit(
+    child: _Child, code: int, ended: float, *, waiting: bool, failure: str | None = None
+) -> None:
     # The file first: once status says "finished", a Costmeter that exits has left the record.
     with child.lock:
-        record = {"exit_code": code, "ended": ended, "cancelled": child.cancelled}
+        record: dict[str, object] = {
+            "exit_code": code,
+            "ended": ended,
+            "cancelled": child.cancelled,
+        }
     if waiting:
         record["waiting"] = True
+    if failure:
+        record["failure"] = failure
     tmp = child.run_dir / (EXIT_FILE + ".tmp")
     with contextlib.suppress(OSError):
         tmp.write_text(json.dumps(record))
@@ -559,6 +594,7 @@ class _HandleData:
         forced: bool,
         *,
         unwatched_leftovers: bool = False,
+        failure: str | None = None,
     ) -> RunStatus:
         if cancelled:
             state, message = RunState.CANCELLED, "Cancelled by Costmeter."
@@ -580,6 +616,8 @@ class _HandleData:
                     f"Exited with code {code}, which usually means signal {code - 128} "
                     f"({_signal_name(code - 128)})."
                 )
+            if failure:
+                message = failure
         if unwatched_leftovers:
             message = (
                 f"{message} The processes its command left running ended while Costmeter was "
@@ -600,9 +638,11 @@ class _HandleData:
             code, ended = int(record["exit_code"]), float(record["ended"])
             cancelled = bool(record.get("cancelled"))
             waiting = bool(record.get("waiting"))
+            failure = record.get("failure")
         except (OSError, ValueError, KeyError, TypeError):
             return None
-        status = self.finished(code, ended, cancelled, forced=False)
+        failure = failure if isinstance(failure, str) else None
+        status = self.finished(code, ended, cancelled, forced=False, failure=failure)
         return _Recorded(status, code, cancelled, waiting)
 
     def unknown_end(self, state: RunState, message: str) -> RunStatus:

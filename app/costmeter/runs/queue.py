@@ -33,6 +33,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from costmeter.plugin_api import Backend, Capability, RunSpec, RunState, RunStatus
+from costmeter.runs.data_parallel import gpus_problem as data_parallel_gpus_problem
 from costmeter.runs.events import Check, EventKind, Listener, RunEvent, RunInfo
 from costmeter.runs.messages import describe_exit
 from costmeter.runs.private import make_private_dir
@@ -167,6 +168,16 @@ class RunQueue:
                 f"The backend '{self.backend_name}' cannot give runs GPUs, but this run asks for "
                 f"{spec.gpus}. Choose another backend with --backend, or leave out --gpus."
             )
+        if spec.nproc_per_node > 1:
+            if Capability.DATA_PARALLEL not in self.capabilities:
+                return (
+                    f"The backend '{self.backend_name}' cannot start data-parallel runs, but this "
+                    f"run asks for {spec.nproc_per_node} processes per node. Choose a backend "
+                    "that can (local) with --backend, or leave out --nproc-per-node."
+                )
+            problem = data_parallel_gpus_problem(spec.nproc_per_node, spec.gpus)
+            if problem is not None:
+                return problem
         if self.places_gpus:
             return None
         try:

@@ -19,8 +19,11 @@ from costmeter.core.model import DeviceUsage
 from costmeter.cost.forecast import day_start
 from costmeter.cost.ledger import J_PER_KWH, price_usage
 from costmeter.cost.pricing import Pricing
+from costmeter.service.advice_whatif import with_whatif
 from costmeter.service.budgets import budget_status
+from costmeter.service.checkpoint_files import gather_checkpoints
 from costmeter.service.run_costs import live_figures
+from costmeter.service.scaling import sweep_scaling
 from costmeter.store import DeviceWindow, Store, device_windows
 from costmeter.store.queries import Series as StoredSeries
 from costmeter.store.runs import RunRow
@@ -100,6 +103,12 @@ def gather_facts(
             day_budget=_day_budget(store, config, pricing, end),
             # Each [[budgets]] owner today and this month (one chargeback per period and by).
             owner_budgets=tuple(s.facts() for s in budget_status(store, config, now=end)),
+            # Runs' output folders: their last measured size and a bounded listing of their
+            # checkpoint files (not a walk of the whole tree on every pass).
+            checkpoints=gather_checkpoints(run_store.list_runs(MAX_RUNS)),
+            storage_gb_month=pricing.storage_gb_month,
+            # Sweeps over --nproc-per-node: cost per unit of work per N (service/scaling.py).
+            scaling=tuple(sweep_scaling(run_store.list_runs(MAX_RUNS))),
         ),
         notes,
     )
@@ -156,7 +165,7 @@ def device_facts(
     n = len(gpu_util)
     first = gpu_util.ts[0] if n else lo
     step = (gpu_util.ts[-1] - first) / (n - 1) if n > 1 else 0.0
-    return DeviceFacts(
+    facts = DeviceFacts(
         host=rec.host,
         index=rec.index,
         uuid=rec.uuid,
@@ -178,6 +187,8 @@ def device_facts(
         proc_cpu=_pairs(stored.proc_cpu),
         energy_kwh=usage[0].energy_j / J_PER_KWH if usage else 0.0,
     )
+    # The cheaper-gpu rule's estimate on the other models, from the same series.
+    return with_whatif(facts, pricing)
 
 
 class _Usage:

@@ -289,7 +289,53 @@ class Monitor:
         loop = self.make_loop()
         if self._stop_requested:  # after make_loop: a stop() from now on reaches the loop
             return loop.ticks
+        opts = self.options
+        if opts.simulated_start is not None and opts.direct_simulation and end_ts is not None:
+            return self._run_in_batches(end_ts)
         return loop.run_until(end_ts)
+
+    def _run_in_batches(self, end_ts: float) -> int:
+        """``simulate``'s loop: the ticks ``SamplingLoop`` would make at the same times, the
+        first through ``tick()``, the rest as ``TickBatch``es where the simulated fleet allows
+        (``service/simulated_batches.py``), else tick by tick. Returns the ticks made."""
+        from costmeter.service.simulated_batches import CHUNK_TICKS, SimulatedBatches
+
+        assert self.writer is not None and self.host_info is not None
+        t0, step = self.clock.now(), self.interval_s
+        k = 0
+        batches: SimulatedBatches | None = None
+        while not self._stop_requested:
+            due = t0 + k * step
+            if due >= end_ts:
+                self.clock.sleep_until(end_ts)
+                break
+            if batches is None:
+                self.clock.sleep_until(due)
+                tick = self.tick()
+                k += 1
+                if k == 1:
+                    batches = SimulatedBatches.after(
+                        self.gpu,
+                        self.host_sampler,
+                        self.clock,
+                        self._energy,
+                        tick,
+                        cpu_count=self.host_info.cpu_count,
+                        tdp_w=self.cpu_tdp_w,
+                        tracked_pids=lambda: self.options.tracked_pids,
+                    )
+                continue
+            times = [t0 + j * step for j in range(k, k + CHUNK_TICKS)]
+            times = [t for t in times if t < end_ts]
+            batch = batches.make(times)
+            self.writer.submit_batch(batch, wait=True)
+            self.ticks += len(batch)
+            k += len(times)
+            if self._listeners:
+                last = batch.tick(len(batch) - 1)
+                for listener in self._listeners:
+                    listener(last)
+        return k
 
     def stop(self) -> None:
         self._stop_requested = True

@@ -32,6 +32,7 @@ from pathlib import Path
 import psutil
 
 from costmeter import progress
+from costmeter.cost.prediction import Prediction
 from costmeter.cost.pricing import Pricing
 from costmeter.cost.run_cost import Estimate, RunCost
 from costmeter.plugin_api import (
@@ -59,6 +60,7 @@ from costmeter.service.run_costs import (
 )
 from costmeter.service.run_jobs import JobProcesses
 from costmeter.service.run_nodes import RunNodes
+from costmeter.service.run_prediction import predict_spec
 from costmeter.service.run_reconcile import reconcile_at_start
 from costmeter.service.run_support import (
     CpuTracker,
@@ -66,6 +68,7 @@ from costmeter.service.run_support import (
     fresh_dir,
     spec_dict,
 )
+from costmeter.service.storage_watch import DEFAULT_INTERVAL_S, StorageWatch
 from costmeter.store.lock import is_locked
 from costmeter.store.runs import UNFINISHED, RunRow, RunStore
 
@@ -102,6 +105,8 @@ class RunServiceOptions:
     grace_s: float = 10.0
     #: How often the samples of the nodes that runs execute on (other machines) are fetched.
     node_poll_s: float = 1.0
+    #: How often the output folders of running runs (``RunSpec.output_dirs``) are measured.
+    storage_interval_s: float = DEFAULT_INTERVAL_S
     #: Where notices go (a node whose samples cannot be stored, ...); default: the log.
     on_message: Callable[[str], None] | None = None
 
@@ -148,6 +153,12 @@ class RunService:
             SimulatedRuns(fake, profile=options.profile, runs_only=options.simulated_runs_only)
             if fake is not None
             else None
+        )
+        # The runs' output folders, measured on a thread of its own (service/storage_watch.py).
+        self.storage = StorageWatch(
+            self.store,
+            lambda: self.pricing.storage_gb_month,
+            interval_s=options.storage_interval_s,
         )
         self.nodes = RunNodes(
             backend,
@@ -207,6 +218,10 @@ class RunService:
     def estimate(self, argv: tuple[str, ...] | list[str], gpus: int) -> Estimate:
         return estimate_for(self.store, argv, gpus, self.pricing)
 
+    def predict(self, spec: RunSpec) -> Prediction:
+        """The run's predicted duration and cost from past runs of its command family."""
+        return predict_spec(self.store, spec, self.pricing, host=self.hostname)
+
     def submit(
         self, spec: RunSpec, *, sweep: str | None = None, parent_id: int | None = None
     ) -> int:
@@ -214,6 +229,11 @@ class RunService:
 
         ``parent_id``: the run this one is launched again from (an applied recommendation)."""
         est = self.estimate(spec.argv, spec.gpus)
+        try:
+            pred = self.predict(spec)
+        except Exception:  # a prediction never stops a run
+            log.exception("The run's prediction could not be made.")
+            pred = Prediction(None, None, None, None, "no prediction (an error)", 0, "none")
         name = spec.name or default_name(spec.argv)
         run_id = self.store.insert(
             name=name,
@@ -231,6 +251,11 @@ class RunService:
             currency=self.pricing.currency,
             estimate=est.amount,
             estimate_runs=est.runs,
+            predicted_duration_s=pred.duration_s,
+            predicted_cost=pred.cost,
+            predicted_low=pred.low,
+            predicted_high=pred.high,
+            prediction_basis=pred.basis,
         )
         # Its directory goes in the row with its first state change (``_write_row``): one
         # write less on the submitting thread, which a sweep's hundreds of runs wait on.
@@ -300,6 +325,7 @@ class RunService:
         self._jobs.put(None)
         self._finisher.join(timeout=30)
         self.nodes.close()
+        self.storage.close()
         self.store.close()
 
     # -- simulation and tracking --------------------------------------------------------------
@@ -338,6 +364,7 @@ class RunService:
             live.pids |= set(info.pids)
             if event.kind == EventKind.STARTED:
                 live.cpu.read(info.pids[:1])
+                self.storage.watch(info.key, info.spec.output_dirs)
             self._attach(info, live)
             self._track()
         elif running and info.node is not None:
@@ -491,6 +518,7 @@ class RunService:
             live = self._live.pop(run_id, None)
         self._track()
         self.nodes.finished(run_id)
+        self.storage.finish(run_id)  # its outputs as the run left them
         if row is None or row.started is None:  # never started: nothing to price
             return
         if row.ended is not None and row.node is not None and self.nodes.is_remote(row.node):

@@ -28,6 +28,7 @@ from costmeter.service.form_text import FieldError, number_text, parse_number
 MONEY_UNITS = {
     "cost.tariff_per_kwh": "per kWh",
     "cost.cpu_core_hour": "per core-hour",
+    "cost.storage_gb_month": "per GB-month",
     "alerts.daily_budget": "per day",
 }
 
@@ -76,6 +77,7 @@ FIELDS: dict[str, FieldSpec] = {
     ),
     "cost.cpu_core_hour": FieldSpec("CPU price", "0.04", lambda c: c.cost.cpu_core_hour),
     "cost.cpu_tdp_w": FieldSpec("CPU power (TDP)", "65", lambda c: c.cost.cpu_tdp_w),
+    "cost.storage_gb_month": FieldSpec("Storage price", "0.08", lambda c: c.cost.storage_gb_month),
     "storage.database": FieldSpec(
         "Database file", "", lambda c: str(c.storage.database) if c.storage.database else None
     ),
@@ -153,6 +155,7 @@ def build_config(
             carbon_g_per_kwh=values["cost.carbon_g_per_kwh"],
             cpu_core_hour=values["cost.cpu_core_hour"],
             cpu_tdp_w=values["cost.cpu_tdp_w"],
+            storage_gb_month=values["cost.storage_gb_month"],
             gpu=gpu_rows,
         ),
         alerts=AlertsConfig(
@@ -211,4 +214,6 @@ def cost_defaults(d: Pricing) -> tuple[tuple[str, str, str, float, str, str], ..
         ("cost.cpu_core_hour", "CPU price", "per core-hour", d.cpu_core_hour,
          d.cpu_core_hour_source, d.cpu_core_hour_date),
         ("cost.cpu_tdp_w", "CPU power (TDP)", "W", d.cpu_tdp_w, d.cpu_tdp_source, ""),
+        ("cost.storage_gb_month", "Storage price", "per GB-month", d.storage_gb_month,
+         d.storage_source, d.storage_date),
     )  # fmt: skip

@@ -13,15 +13,22 @@ takes that path.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain, repeat
 from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any
 
-from costmeter.core.model import IDLE_UTIL_PERCENT, DeviceSample, HostSample, Interval, Tick
+from costmeter.core.model import IDLE_UTIL_PERCENT, GpuProcess, HostSample, Interval, Tick
+from costmeter.core.tick_batch import TickBatch
 from costmeter.store.rollup import MINUTE_MS
-from costmeter.store.rows import Batch, Registry, add_gpu_processes, add_host_processes
+from costmeter.store.rows import (
+    Batch,
+    Registry,
+    add_gpu_processes,
+    add_host_processes,
+    add_process_rows,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -73,6 +80,27 @@ _HOST_SCALED = tuple(
 )
 #: HostSample fields stored as given (whole numbers of bytes).
 _HOST_AS_GIVEN = (attrgetter("mem_used"), attrgetter("mem_total"), attrgetter("swap_used"))
+#: ``TickBatch.device`` columns in ``device_samples`` order (after ts).
+_STORED_DEVICE = (
+    "gpu_util",
+    "mem_util",
+    "mem_used",
+    "power_w",
+    "temp_c",
+    "sm_clock_mhz",
+    "mem_clock_mhz",
+)
+#: The same scaled fields by ``TickBatch.host_values`` name (ts comes from ``TickBatch.ts``).
+_HOST_SCALED_NAMES = (
+    ("cpu_percent", 100),
+    ("load1", 100),
+    ("load5", 100),
+    ("load15", 100),
+    ("disk_read_bps", 1),
+    ("disk_write_bps", 1),
+    ("net_rx_bps", 1),
+    ("net_tx_bps", 1),
+)
 _MEM_USED = attrgetter("mem_used")
 
 #: Every value must be well inside the range where float64 holds integers exactly, so that
@@ -162,10 +190,14 @@ def add_ticks_bulk(batch: Batch, reg: Registry, ticks: Sequence[Tick]) -> bool:
         or any(map(_PROCESSES, host_samples))
         or any(map(_PROCESSES, ticks))
     ):
-        _add_processes(batch, reg, ticks, hids, per_tick, dids, device)
-    batch.device_columns.append(DeviceColumns(device))
-    _widen_devices(np, batch.device_spans, dids, flat, device)
-    batch.host_columns.append(host)
+
+        def host_processes(i: int, hid: int) -> None:
+            add_host_processes(batch, reg, hid, ticks[i])
+
+        gpu_procs = [tuple(map(_PROCESSES, samples)) for samples in per_tick]
+        _add_processes(batch, reg, hids, host_processes, gpu_procs, dids, device)
+    ts = np.fromiter(map(_TS, flat), np.float64, len(flat))
+    _add_columns(batch, dids, ts, device, host)
     spans = batch.host_spans
     seen = batch.host_seen
     for hid, hs, tick in zip(hids, host_samples, ticks, strict=True):
@@ -182,17 +214,81 @@ def add_ticks_bulk(batch: Batch, reg: Registry, ticks: Sequence[Tick]) -> bool:
     return True
 
 
+def add_tick_batch(batch: Batch, reg: Registry, tb: TickBatch) -> bool:
+    """Append the rows of a ``TickBatch`` to ``batch`` straight from its columns; False
+    (batch untouched) where ``add_ticks_bulk`` would refuse its ticks, and then the caller
+    adds ``tb.ticks()`` one by one. The rows are those of ``add_ticks_bulk`` on the same ticks."""
+    np = numpy_module()
+    n, k = len(tb), len(tb.devices)
+    if np is None or not n or batch.device_rows or batch.host_rows:
+        return False
+    try:
+        hid = reg.hosts[tb.host][0]
+        dev_ids = [reg.devices[uuid] for uuid, _ in tb.devices]
+    except KeyError:
+        return False
+    ts = np.asarray(tb.ts, np.float64)
+    flat_ts = np.repeat(ts, k)
+    values = tb.device
+    if values["mem_used"].dtype.kind not in "iu":
+        return False  # mem_used is stored as given: whole numbers of bytes only
+    try:
+        cols = [flat_ts]
+        cols += [np.asarray(values[name], np.float64).reshape(n * k) for name in _STORED_DEVICE]
+        dt = np.asarray(tb.dt_s, np.float64).reshape(n * k)
+        energy = np.asarray(tb.energy_j, np.float64).reshape(n * k)
+    except (TypeError, ValueError):
+        return False
+    dids = np.tile(np.asarray(dev_ids, np.int64), n)
+    device = _device_rows(np, dids, cols, dt, energy, np.asarray(tb.energy_measured).reshape(-1))
+    if device is None:
+        return False
+    host = _host_from_columns(np, tb, hid)
+    if host is None:
+        return False
+    if tb.host_processes or tb.gpu_processes:
+        t_ms = host.columns[1]
+        procs = tb.host_processes
+
+        def host_processes(i: int, hid: int) -> None:
+            if procs and procs[i]:
+                add_process_rows(batch, reg, hid, t_ms[i], procs[i])
+
+        gpu_procs = tb.gpu_processes or [((),) * k] * n
+        _add_processes(batch, reg, [hid] * n, host_processes, gpu_procs, dids.tolist(), device)
+    _add_columns(batch, dids.tolist() if k else [], flat_ts, device, host)
+    lo, hi = float(ts.min()), float(ts.max())
+    span = batch.host_spans.get(hid)
+    if span is None:
+        batch.host_spans[hid] = [lo, hi]
+    else:
+        span[0], span[1] = min(span[0], lo), max(span[1], hi)
+    if hi > batch.host_seen.get(hid, 0.0):
+        batch.host_seen[hid] = hi
+    return True
+
+
+def _add_columns(
+    batch: Batch, dids: list[int], ts: Any, device: NDArray[np.int64], host: HostColumns
+) -> None:
+    np = numpy_module()
+    batch.device_columns.append(DeviceColumns(device))
+    _widen_devices(np, batch.device_spans, dids, ts, device)
+    batch.host_columns.append(host)
+
+
 def _add_processes(
     batch: Batch,
     reg: Registry,
-    ticks: Sequence[Tick],
     hids: list[int],
-    per_tick: list[tuple[DeviceSample, ...]],
+    host_processes: Callable[[int, int], None],
+    per_tick: Sequence[Sequence[tuple[GpuProcess, ...]]],
     dids: list[int],
     device: Any,
 ) -> None:
     """Process rows and GPU shares, tick by tick in order (process ids are given out in the
-    order ``add_tick`` gives them).
+    order ``add_tick`` gives them): ``host_processes(i, hid)`` adds tick ``i``'s CPU side,
+    ``per_tick[i]`` holds the processes on each of its GPUs.
 
     A GPU with one process already known on its host (the common case while a job runs) is
     done inline: that process's share of the tick is all of it (``tick_shares``: x / x is
@@ -203,15 +299,14 @@ def _add_processes(
     share_ticks = batch.share_ticks
     sums = batch.share_sums
     at = 0
-    for tick, hid, samples in zip(ticks, hids, per_tick, strict=True):
-        add_host_processes(batch, reg, hid, tick)
-        for s in samples:
-            procs = s.processes
+    for i, (hid, gpus) in enumerate(zip(hids, per_tick, strict=True)):
+        host_processes(i, hid)
+        for procs in gpus:
             if procs:
                 row = rows[at]
                 proc = latest.get((hid, procs[0].pid)) if len(procs) == 1 else None
                 if proc is None:
-                    add_gpu_processes(batch, reg, hid, dids[at], s, row)
+                    add_gpu_processes(batch, reg, hid, dids[at], procs, row)
                 else:
                     did, t, dt, util, energy = row[0], row[1], row[2], row[3], row[7]
                     gp = procs[0]
@@ -250,16 +345,24 @@ def _device_array(
     # mem_used is stored as given: only whole numbers of bytes go the bulk way.
     if set(map(type, map(_MEM_USED, flat))) != {int}:
         return None
+    return _device_rows(np, dids, cols, dt, energy, np.fromiter(map(_MEASURED, ivs), np.bool_, n))
+
+
+def _device_rows(
+    np: Any, dids: Any, cols: list[Any], dt: Any, energy: Any, measured: Any
+) -> NDArray[np.int64] | None:
+    """Stored ``device_samples`` rows from float64 columns (``cols``: ts, then the
+    ``DeviceSample`` values in order), or None when one is not finite or too large."""
     ts, util, mutil, mem, power, temp, sm, mclk = cols
     scaled = (ts * 1000, dt * 1000, util, mutil, mem, power * 1000, energy * 1000, temp, sm, mclk)
     for col in scaled:
         if not np.all(np.abs(col) < _EXACT):  # also false for NaN and infinities
             return None
-    out = np.empty((n, 12), np.int64)
+    out = np.empty((len(ts), 12), np.int64)
     out[:, 0] = dids
     for pos, col in zip((1, 2, 3, 4, 5, 6, 7, 9, 10, 11), scaled, strict=True):
         out[:, pos] = np.rint(col)
-    out[:, 8] = np.fromiter(map(_MEASURED, ivs), np.bool_, n)
+    out[:, 8] = measured
     return out
 
 
@@ -274,27 +377,61 @@ def _host_columns(
         scaled.insert(1, np.fromiter(map(_DT, ivs), np.float64, n) * 1000)
     except (TypeError, ValueError):
         return None
-    for col in scaled:
-        if not np.all(np.abs(col) < _EXACT):
-            return None
-    ints = [np.rint(col).astype(np.int64).tolist() for col in scaled]
     as_given = [list(map(get, samples)) for get in _HOST_AS_GIVEN]
     if any(set(map(type, col)) != {int} for col in as_given):
         return None
     per_core = _pack_per_core(np, list(map(_PER_CORE, samples)))
+    energy = list(map(_ENERGY, ivs))
+    measured = list(map(_MEASURED, ivs))
+    return _host_rows(np, hids, scaled, as_given, per_core, energy, measured)
+
+
+def _host_from_columns(np: Any, tb: TickBatch, hid: int) -> HostColumns | None:
+    """``_host_columns`` of a ``TickBatch``'s host columns."""
+    v = tb.host_values
+    n = len(tb)
+    try:
+        scaled = [np.asarray(tb.ts, np.float64) * 1000]
+        scaled += [np.asarray(v[name], np.float64) * k for name, k in _HOST_SCALED_NAMES]
+        scaled.insert(1, np.asarray(tb.host_dt_s, np.float64) * 1000)
+    except (TypeError, ValueError):
+        return None
+    if any(v[name].dtype.kind not in "iu" for name in ("mem_used", "mem_total", "swap_used")):
+        return None
+    as_given = [v[name].tolist() for name in ("mem_used", "mem_total", "swap_used")]
+    cores = np.asarray(v["per_core"], np.float64).reshape(n, -1)
+    per_core = _pack_per_core_array(np, cores)
+    energy = np.asarray(tb.host_energy_j, np.float64).tolist()
+    measured = np.asarray(tb.host_energy_measured).tolist()
+    return _host_rows(np, [hid] * n, scaled, as_given, per_core, energy, measured)
+
+
+def _host_rows(
+    np: Any,
+    hids: list[int],
+    scaled: list[Any],
+    as_given: list[list[Any]],
+    per_core: list[bytes] | None,
+    energy: list[float | None],
+    measured: list[Any],
+) -> HostColumns | None:
+    for col in scaled:
+        if not np.all(np.abs(col) < _EXACT):
+            return None
     if per_core is None:
         return None
     try:
-        energy = [None if e is None else round(e * 1000) for e in map(_ENERGY, ivs)]
+        energy_mj = [None if e is None else round(e * 1000) for e in energy]
     except (TypeError, ValueError, OverflowError):
         return None
-    measured = [1 if m else 0 for m in map(_MEASURED, ivs)]
+    ints = [np.rint(col).astype(np.int64).tolist() for col in scaled]
     ts, dt, cpu, load1, load5, load15, disk_r, disk_w, net_rx, net_tx = ints
     mem_used, mem_total, swap_used = as_given
     return HostColumns(
         [
             *(hids, ts, dt, cpu, per_core, load1, load5, load15),
-            *(mem_used, mem_total, swap_used, disk_r, disk_w, net_rx, net_tx, energy, measured),
+            *(mem_used, mem_total, swap_used, disk_r, disk_w, net_rx, net_tx),
+            *(energy_mj, [1 if m else 0 for m in measured]),
         ]
     )
 
@@ -307,7 +444,15 @@ def _pack_per_core(np: Any, per_core: list[tuple[float, ...]]) -> list[bytes] | 
     width = lengths.pop()
     if not width:
         return [b""] * len(per_core)
-    values = np.array(per_core, np.float64) * 2
+    return _pack_per_core_array(np, np.array(per_core, np.float64))
+
+
+def _pack_per_core_array(np: Any, per_core: Any) -> list[bytes] | None:
+    """``rows.pack_per_core`` of each row of an ``(n, cores)`` array (None if not finite)."""
+    n, width = per_core.shape
+    if not width:
+        return [b""] * n
+    values = per_core * 2
     if not np.all(np.isfinite(values)):
         return None
     packed = np.clip(np.rint(values), 0, 200).astype(np.uint8).tobytes()
@@ -315,11 +460,10 @@ def _pack_per_core(np: Any, per_core: list[tuple[float, ...]]) -> list[bytes] | 
 
 
 def _widen_devices(
-    np: Any, spans: dict[int, list[float]], dids: list[int], flat: list[Any], rows: Any
+    np: Any, spans: dict[int, list[float]], dids: list[int], ts: Any, rows: Any
 ) -> None:
-    """Each device's first and last sample time (s, as given) in the run, merged into
-    ``spans``."""
-    ts = np.fromiter(map(_TS, flat), np.float64, len(flat))
+    """Each device's first and last sample time (s, as given: ``ts``, one per row) in the
+    run, merged into ``spans``."""
     ids = rows[:, 0]
     for did in dict.fromkeys(dids):
         mine = ts[ids == did]

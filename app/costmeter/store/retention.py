@@ -90,7 +90,12 @@ def apply_retention(conn: sqlite3.Connection, policy: RetentionPolicy, now: floa
             conn.executemany(
                 f"DELETE FROM {table} WHERE {key} = ? AND ts < ?", [(i, cut) for i in ids]
             )
-        conn.execute("DELETE FROM process_samples WHERE ts < ?", (raw,))
+        # Per process too: "WHERE ts < ?" alone scans every row, every pass (processes are
+        # never deleted, so each row's process is listed).
+        conn.executemany(
+            "DELETE FROM process_samples WHERE proc_id = ? AND ts < ?",
+            [(r[0], raw) for r in conn.execute("SELECT id FROM processes")],
+        )
         conn.executemany(
             "INSERT OR REPLACE INTO store_meta (key, value) VALUES (?, ?)",
             [("raw_cutoff_ms", raw), ("minute_cutoff_ms", minute), ("hour_cutoff_ms", hour)],

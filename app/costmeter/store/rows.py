@@ -9,7 +9,16 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import TYPE_CHECKING, cast
 
-from costmeter.core.model import DeviceInfo, DeviceSample, HostInfo, HostSample, Interval, Tick
+from costmeter.core.model import (
+    DeviceInfo,
+    DeviceSample,
+    GpuProcess,
+    HostInfo,
+    HostSample,
+    Interval,
+    ProcessSample,
+    Tick,
+)
 from costmeter.core.owner import Owner
 from costmeter.store.schema import OWNER_COLUMNS
 from costmeter.store.share_rollup import ShareSums, tick_shares
@@ -338,28 +347,45 @@ def add_tick(batch: Batch, reg: Registry, tick: Tick) -> None:
         elif ts < span[0]:
             span[0] = ts
         if s.processes:
-            add_gpu_processes(batch, reg, hid, did, s, rows[-1])
+            add_gpu_processes(batch, reg, hid, did, s.processes, rows[-1])
 
 
 def add_host_processes(batch: Batch, reg: Registry, hid: int, tick: Tick) -> None:
     """The tick's processes: CPU-side rows, and ids for those known by owner only."""
     hs = tick.host_sample
     if hs is not None and hs.processes:
-        t = ms(hs.ts)
-        for p in hs.processes:
-            pid = reg.proc_id(hid, p.pid, p.create_time, p.name, p.cmdline, p.user, p.owner)
-            batch.proc_rows.append((pid, t, p.cpu_percent, p.rss, p.cpu_time_s))
+        add_process_rows(batch, reg, hid, ms(hs.ts), hs.processes)
     for p in tick.processes:  # known by owner only (an exporter's pods): no CPU-side rows
         reg.proc_id(hid, p.pid, p.create_time, p.name, p.cmdline, p.user, p.owner)
 
 
+def add_process_rows(
+    batch: Batch, reg: Registry, hid: int, t: int, processes: Sequence[ProcessSample]
+) -> None:
+    """CPU-side rows of one host sample's processes (taken at ``t`` ms). A process already
+    known, with no owner to add, is looked up here (what ``proc_id`` would do for it)."""
+    known, ownerless, latest, rows = reg.procs, reg.ownerless, reg.latest_proc, batch.proc_rows
+    for p in processes:
+        pid = known.get((hid, p.pid, p.create_time))
+        if pid is None or (p.owner is not None and pid in ownerless):
+            pid = reg.proc_id(hid, p.pid, p.create_time, p.name, p.cmdline, p.user, p.owner)
+        else:
+            latest[(hid, p.pid)] = pid
+        rows.append((pid, t, p.cpu_percent, p.rss, p.cpu_time_s))
+
+
 def add_gpu_processes(
-    batch: Batch, reg: Registry, hid: int, did: int, s: DeviceSample, dev: Sequence[object]
+    batch: Batch,
+    reg: Registry,
+    hid: int,
+    did: int,
+    processes: Sequence[GpuProcess],
+    dev: Sequence[object],
 ) -> None:
     """The processes on one GPU sample (stored as ``dev``): their rows and shares."""
     t = cast(int, dev[1])
     procs: dict[int, tuple[int, int | None, int | None]] = {}
-    for gp in s.processes:
+    for gp in processes:
         proc = reg.proc_id(hid, gp.pid)
         sm = _int(gp.sm_util)
         batch.gpu_proc_rows.append((did, t, proc, gp.used_memory, sm))

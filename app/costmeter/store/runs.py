@@ -25,6 +25,13 @@ from costmeter.core.model import HostUsage
 from costmeter.core.tags import clean_tags
 from costmeter.store.database import DEFAULT_BUSY_TIMEOUT, open_database
 from costmeter.store.retention import read_cutoffs
+from costmeter.store.run_storage import (
+    StorageRow,
+    StoredSize,
+    add_storage,
+    storage_between,
+    storage_history,
+)
 from costmeter.store.usage import host_usage
 
 _JSON_COLUMNS = frozenset({"spec", "gpus", "pids", "handle_data", "tags"})
@@ -82,6 +89,18 @@ class RunRow:
     cost_basis: str | None = None
     #: Why the cost is estimated (or what it lacks); "" when there is nothing to say.
     cost_note: str = ""
+    #: The prediction made before launching (issue 16): duration, cost, its range and what it
+    #: stood on ("fitted on 9 past runs ..."); None when there was nothing to predict from.
+    predicted_duration_s: float | None = None
+    predicted_cost: float | None = None
+    predicted_low: float | None = None
+    predicted_high: float | None = None
+    prediction_basis: str | None = None
+    #: The run's output on disk, last measured (``run_storage`` holds the measurements over
+    #: time) and what keeping it costs at the storage price.
+    storage_bytes: int | None = None
+    storage_files: int | None = None
+    storage_cost: float | None = None
 
     @property
     def estimated(self) -> bool:
@@ -140,6 +159,18 @@ class RunSamples:
     sampled_s: float = 0.0
     #: How many of the run's processes (its PIDs', its job's) the samples hold.
     processes: int = 0
+
+
+class PastRow(NamedTuple):
+    """A finished run of a command family (``RunStore.family_runs``)."""
+
+    id: int
+    command_key: str
+    duration_s: float
+    cost: float
+    gpu_model: str | None
+    nproc: int
+    run_dir: str | None
 
 
 def _decode(row: sqlite3.Row | tuple[Any, ...]) -> RunRow:
@@ -266,6 +297,28 @@ class RunStore:
             ).fetchall()
         return [_decode(r) for r in rows]
 
+    # -- output sizes (run_storage) ------------------------------------------------------------
+
+    def add_storage(
+        self,
+        run_id: int,
+        ts: float,
+        sizes: Sequence[StoredSize],
+        *,
+        storage_cost: float | None = None,
+    ) -> None:
+        """A measurement of the run's output folders; the totals go in its row."""
+        with self._mutex:
+            add_storage(self._conn, run_id, ts, sizes, storage_cost)
+
+    def storage_history(self, run_id: int) -> list[StorageRow]:
+        with self._mutex:
+            return storage_history(self._conn, run_id)
+
+    def storage_between(self, start: float, end: float) -> list[StorageRow]:
+        with self._mutex:
+            return storage_between(self._conn, start, end)
+
     def mark_lost(self, run_id: int, *, ended: float, message: str) -> bool:
         """Mark a run lost, only while its row still says it is unfinished (a service that
         still owns it and writes its real end wins). True when the row changed."""
@@ -304,6 +357,35 @@ class RunStore:
                 (command_key, currency, -1 if exclude is None else exclude, limit),
             ).fetchall()
         return [float(r[0]) for r in rows]
+
+    def family_runs(self, key_prefix: str, *, currency: str, limit: int = 500) -> list[PastRow]:
+        """The latest succeeded, priced runs whose command key (after its ``gpus=N``) starts
+        with ``key_prefix``, newest first: what a prediction fits (``service.run_prediction``
+        keeps those of the same family). The GPU model is that of the run's first GPU on its
+        host, when the store knows it."""
+        escaped = key_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        pattern = escaped + "%"
+        with self._mutex:
+            rows = self._conn.execute(
+                "SELECT r.id, r.command_key, r.ended - r.started, r.cost, r.spec, r.run_dir,"
+                " (SELECT d.name FROM devices d JOIN hosts h ON h.id = d.host_id"
+                "  WHERE h.hostname = coalesce(r.node, r.host)"
+                "  AND d.idx = json_extract(r.gpus, '$[0]') AND coalesce(d.name, '') != ''"
+                "  ORDER BY coalesce(d.last_seen, 0) DESC LIMIT 1)"
+                " FROM runs r WHERE r.status = 'succeeded' AND r.cost IS NOT NULL"
+                " AND r.currency = ? AND r.started IS NOT NULL AND r.ended IS NOT NULL"
+                " AND substr(r.command_key, instr(r.command_key, ' ') + 1) LIKE ? ESCAPE '\\'"
+                " ORDER BY r.id DESC LIMIT ?",
+                (currency, pattern, limit),
+            ).fetchall()
+        out = []
+        for rid, key, duration, cost, spec, run_dir, model in rows:
+            try:
+                nproc = int(json.loads(spec or "{}").get("nproc_per_node") or 1)
+            except (ValueError, TypeError, AttributeError):
+                nproc = 1
+            out.append(PastRow(rid, key, float(duration), float(cost), model, nproc, run_dir))
+        return out
 
     def estimated_runs(self) -> list[RunRow]:
         """Finished runs whose cost is an estimate (to price again once samples arrive)."""

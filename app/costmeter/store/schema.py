@@ -338,6 +338,27 @@ def _migration_6(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX processes_job ON processes (host_id, job_id)")
 
 
+def _migration_7(db: sqlite_utils.Database) -> None:
+    """The cost strategies (issue 16): a run's prediction, kept to compare with its outcome,
+    and its output on disk, measured over time (bytes and files per watched folder)."""
+    for name, kind in (
+        ("predicted_duration_s", "REAL"),
+        ("predicted_cost", "REAL"),
+        ("predicted_low", "REAL"),
+        ("predicted_high", "REAL"),
+        ("prediction_basis", "TEXT"),
+        ("storage_bytes", "INTEGER"),
+        ("storage_files", "INTEGER"),
+        ("storage_cost", "REAL"),
+    ):
+        db.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+    db.execute(
+        "CREATE TABLE run_storage (run_id INTEGER NOT NULL, ts REAL NOT NULL, path TEXT NOT NULL,"
+        " bytes INTEGER NOT NULL, files INTEGER NOT NULL, PRIMARY KEY (run_id, path, ts))"
+        " WITHOUT ROWID"
+    )
+
+
 Migration = Callable[["sqlite_utils.Database"], None]
 
 #: Migration ``i`` (0-based) takes the schema from version ``i`` to ``i + 1``.
@@ -348,6 +369,7 @@ MIGRATIONS: list[Migration] = [
     _migration_4,
     _migration_5,
     _migration_6,
+    _migration_7,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

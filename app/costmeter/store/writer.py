@@ -1,11 +1,12 @@
 """The recorder's writer: a queue in front of one thread that owns the SQLite connection.
 
-``submit`` only appends to a queue. The thread commits everything queued in one transaction at
-most every ``flush_interval`` seconds (sooner when the batch is large), updates the rollups for
-the buckets it touched in the same transaction, and applies retention now and then. A failed
-write keeps its ticks in memory and is retried (less often while it keeps failing); each
-distinct problem is reported once. The queue is bounded: past ``max_pending`` the oldest ticks
-are dropped and counted, and ``stop`` says how many samples were lost and why.
+``submit`` (a ``Tick``) and ``submit_batch`` (a ``TickBatch``: many ticks as columns, stored
+without ``Tick`` objects) only append to a queue. The thread commits everything queued in one
+transaction at most every ``flush_interval`` seconds (sooner when the batch is large), updates
+the rollups for the buckets it touched in the same transaction, and applies retention now and
+then. A failed write keeps its ticks in memory and is retried (less often while it keeps
+failing); each distinct problem is reported once. The queue is bounded: past ``max_pending``
+the oldest ticks are dropped and counted, and ``stop`` says how many samples were lost and why.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from pathlib import Path
 from costmeter.core.clock import Clock
 from costmeter.core.errors import StoreError
 from costmeter.core.model import DeviceInfo, HostInfo, Tick
+from costmeter.core.tick_batch import TickBatch
 from costmeter.store.bulk_rows import (
+    add_tick_batch,
     add_ticks_bulk,
     fresh_host_minutes_bulk,
     fresh_minutes_bulk,
@@ -86,7 +89,12 @@ class _Register:
     devices: tuple[DeviceInfo, ...]
 
 
-_Item = Tick | _Register
+_Item = Tick | TickBatch | _Register
+
+
+def _weight(item: _Item) -> int:
+    """How many ticks an item carries (a registration: none worth counting, so one)."""
+    return len(item) if isinstance(item, TickBatch) else 1
 
 
 class Writer:
@@ -118,7 +126,9 @@ class Writer:
         self._lock = RecorderLock(self.path, command=command)
         self._cond = threading.Condition()
         self._queue: deque[_Item] = deque()
+        self._queued_ticks = 0  # ticks in the queue (a TickBatch counts its length)
         self._inflight: list[_Item] = []  # taken from the queue, not yet committed
+        self._inflight_ticks = 0
         self._submitted = 0
         self._committed = 0
         self._flush_requested = False
@@ -174,16 +184,30 @@ class Writer:
         """Queue a tick. With ``wait=True`` block while more than ``max_pending`` are pending."""
         self._put(tick, wait=wait)
 
+    def submit_batch(self, batch: TickBatch, *, wait: bool = False) -> None:
+        """Queue a ``TickBatch`` (many ticks as columns: written without ``Tick`` objects).
+        Its ticks count one by one against ``max_pending``; with ``wait=True`` block while
+        they would not fit (a batch larger than ``max_pending`` waits for an empty queue)."""
+        self._put(batch, wait=wait)
+
     def _put(self, item: _Item, *, wait: bool) -> None:
+        weight = _weight(item)
         with self._cond:
             if wait:
-                while self._pending() >= self.max_pending and self._alive():
+                while (
+                    self._pending()
+                    and self._pending() + weight > self.max_pending
+                    and self._alive()
+                ):
                     self._cond.wait(0.5)
             self._queue.append(item)
+            self._queued_ticks += weight
             self._submitted += 1
-            first_drop = self._pending() > self.max_pending and self._drop_oldest_tick()
+            first_drop = False
+            while self._pending() > self.max_pending and self._drop_oldest_tick():
+                first_drop = first_drop or self._dropped_since_ok == 1
             n = len(self._queue)
-            if n == 1 or n >= self.batch_ticks:
+            if n == 1 or self._queued_ticks >= self.batch_ticks:
                 self._cond.notify_all()
         if first_drop:
             self._report(
@@ -195,15 +219,16 @@ class Writer:
     def _drop_oldest_tick(self) -> bool:
         """Forget the oldest queued tick (registrations stay: later ticks need them).
 
-        True for the first tick dropped since writes last succeeded (time to say so).
+        False when there is none to drop.
         """
         for i, queued in enumerate(self._queue):
-            if isinstance(queued, Tick):
+            if isinstance(queued, Tick | TickBatch):
                 del self._queue[i]
-                self._dropped += 1
+                self._queued_ticks -= _weight(queued)
+                self._dropped += _weight(queued)
                 self._dropped_since_ok += 1
                 self._committed += 1  # accounted for: flush() must not wait for it
-                return self._dropped_since_ok == 1
+                return True
         return False
 
     def flush(self, timeout: float | None = None) -> bool:
@@ -240,7 +265,9 @@ class Writer:
         thread.join(timeout)
         self._thread = None
         with self._cond:
-            unwritten = sum(1 for i in (*self._inflight, *self._queue) if isinstance(i, Tick))
+            unwritten = sum(
+                _weight(i) for i in (*self._inflight, *self._queue) if not isinstance(i, _Register)
+            )
             self._lost = self._dropped + unwritten
             lost = self._lost
         if lost:
@@ -276,7 +303,8 @@ class Writer:
             )
 
     def _pending(self) -> int:
-        return len(self._queue) + len(self._inflight)
+        """Ticks (and registrations) queued or being written."""
+        return self._queued_ticks + self._inflight_ticks
 
     def _alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
@@ -298,7 +326,7 @@ class Writer:
                         delay = self._retry_delay()
                         due = time.monotonic() - last_attempt >= delay
                         if waiting and (
-                            due or self._flush_requested or len(self._queue) >= self.batch_ticks
+                            due or self._flush_requested or self._queued_ticks >= self.batch_ticks
                         ):
                             break
                         left = delay - (time.monotonic() - last_attempt)
@@ -306,10 +334,11 @@ class Writer:
                     if self._stopping and not self._queue and not self._inflight:
                         break
                     self._flush_requested = False
-                    take = max(0, self.batch_ticks - len(self._inflight))
-                    while take and self._queue:
+                    while self._inflight_ticks < self.batch_ticks and self._queue:
                         self._inflight.append(self._queue.popleft())
-                        take -= 1
+                        weight = _weight(self._inflight[-1])
+                        self._queued_ticks -= weight
+                        self._inflight_ticks += weight
                     items = list(self._inflight)
                 last_attempt = time.monotonic()
                 ok = self._write(conn, items, cutoffs)
@@ -340,7 +369,12 @@ class Writer:
                     _add_run(batch, reg, run)
                     ticks += len(run)
                     run = []
-                    if item is not None:
+                    if isinstance(item, TickBatch):
+                        if not add_tick_batch(batch, reg, item):
+                            for tick in item.ticks():
+                                add_tick(batch, reg, tick)
+                        ticks += len(item)
+                    elif item is not None:
                         reg.register(item.host, item.devices, self.clock.now())
                 # Each device's newest stored sample before this batch (primary key look-ups).
                 last_stored = {
@@ -404,6 +438,7 @@ class Writer:
         elapsed = time.perf_counter() - t0
         with self._cond:
             del self._inflight[: len(items)]
+            self._inflight_ticks -= sum(map(_weight, items))
             self._committed += len(items)
             self._ticks_written += ticks
             self._rows_written += batch.row_count

@@ -23,6 +23,7 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QColor, QGuiApplication, QPalette
 
+from costmeter.advice.rules.storage import size_text
 from costmeter.core.units import format_duration
 from costmeter.cost.run_cost import format_cost
 from costmeter.gui.models.headers import header_data
@@ -44,6 +45,7 @@ COLUMNS = (
     "Cost",
     "ETA",
     "To complete",
+    "Stored",
     "Exit / message",
 )
 (
@@ -57,14 +59,17 @@ COLUMNS = (
     COL_COST,
     COL_ETA,
     COL_TO_COMPLETE,
+    COL_STORED,
     COL_MESSAGE,
 ) = range(len(COLUMNS))
-_NUMERIC = frozenset({COL_ID, COL_DURATION, COL_COST, COL_ETA, COL_TO_COMPLETE})
+_NUMERIC = frozenset({COL_ID, COL_DURATION, COL_COST, COL_ETA, COL_TO_COMPLETE, COL_STORED})
 _HEADER_TIPS = {
     COL_GPUS: "GPU indices the run was placed on (none: it was not placed on a GPU)",
     COL_COST: "Final cost once the run has ended and been priced; while it runs, its cost so far",
     COL_ETA: "Time left, from the progress the run reports (costmeter.progress.report)",
     COL_TO_COMPLETE: "What the rest of the run should cost, from its cost so far and progress",
+    COL_STORED: "Its output folders (--output-dir) as last measured, and what keeping them costs "
+    "per month at the storage price (not part of Cost, which is paid once)",
 }
 #: Status colours for light and dark backgrounds: readable on both themes' base colours.
 _STATUS_COLOURS = {
@@ -109,6 +114,10 @@ class RunView:
     cost_estimated: bool = False
     #: Why it is estimated, or what the samples lack.
     cost_note: str = ""
+    #: Its output folders, last measured, and keeping them a month (None: not measured).
+    storage_bytes: int | None = None
+    storage_files: int | None = None
+    storage_cost: float | None = None
 
     @property
     def finished(self) -> bool:
@@ -193,6 +202,9 @@ def merge(
         run_dir=row.run_dir if row is not None else str(info.run_dir) if info else None,
         cost_estimated=estimated,
         cost_note=cost_note,
+        storage_bytes=row.storage_bytes if row is not None else None,
+        storage_files=row.storage_files if row is not None else None,
+        storage_cost=row.storage_cost if row is not None else None,
     )
 
 
@@ -239,6 +251,13 @@ def display(view: RunView, col: int, now: float | None = None) -> str:
     if col == COL_TO_COMPLETE:
         rest = view.to_complete
         return format_cost(rest, view.currency) if rest is not None else "—"
+    if col == COL_STORED:
+        if view.storage_bytes is None:
+            return "—"
+        text = size_text(view.storage_bytes)
+        if view.storage_cost is not None:
+            text += f" · {format_cost(view.storage_cost, view.currency)}/mo"
+        return text
     parts = []
     if view.exit_code is not None and f"code {view.exit_code}" not in view.message:
         parts.append(f"exit {view.exit_code}")
@@ -278,6 +297,12 @@ def tooltip(view: RunView, col: int) -> str | None:
         if view.forecast is not None:
             text += f"; on course to cost {format_cost(view.forecast, view.currency)} in all"
         return text + "."
+    if col == COL_STORED and view.storage_bytes is not None:
+        return (
+            f"{view.storage_files or 0} files, {view.storage_bytes:,} bytes in its output "
+            "folders; `costmeter checkpoints --run "
+            f"{view.id}` lists the checkpoints later ones supersede."
+        )
     if col == COL_MESSAGE and view.message:
         return view.message
     return None
@@ -307,6 +332,8 @@ def sort_key(view: RunView, col: int) -> float | str:
     if col == COL_TO_COMPLETE:
         rest = view.to_complete
         return rest if rest is not None else missing
+    if col == COL_STORED:
+        return float(view.storage_bytes) if view.storage_bytes is not None else missing
     return display(view, col).lower()
 
 

@@ -46,10 +46,12 @@ from costmeter.gui.who_pays_data import OwnerFootprint
 from costmeter.gui.widgets.launch_dialog import LaunchDialog
 from costmeter.gui.widgets.log_view import LogView
 from costmeter.gui.widgets.owner_filter_bar import OwnerFilterBar
+from costmeter.gui.widgets.whatif_dialog import WhatIfDialog
 from costmeter.runs.events import EventKind, RunEvent
 from costmeter.service.reading import RunRow, Store
 from costmeter.service.run_costs import LiveRun
 from costmeter.service.run_listing import load_runs
+from costmeter.service.whatif import WhatIf, whatif_run
 
 #: Runs read from the database (newest first).
 ROW_LIMIT = 500
@@ -90,6 +92,14 @@ class RunsPage(Page):
         self.cancel_button.setEnabled(False)
         self.cancel_button.clicked.connect(self.cancel_selected)
         bar.addWidget(self.cancel_button)
+        self.whatif_button = QPushButton("What if on another GPU…")
+        self.whatif_button.setEnabled(False)
+        self.whatif_button.setToolTip(
+            "Estimate the selected finished run's duration and cost on every priced GPU model"
+        )
+        self.whatif_button.clicked.connect(self.open_whatif)
+        bar.addWidget(self.whatif_button)
+        self.whatif: WhatIfDialog | None = None
         self.count = QLabel("")
         self.count.setStyleSheet("color: palette(placeholder-text);")
         bar.addWidget(self.count)
@@ -337,6 +347,7 @@ class RunsPage(Page):
     def _selection_changed(self) -> None:
         view = self.selected()
         self.cancel_button.setEnabled(view is not None and view.ours and not view.finished)
+        self.whatif_button.setEnabled(view is not None and view.finished)
         if view is not None and not view.ours and not view.finished:
             self.cancel_button.setToolTip(
                 "This run was launched by another Costmeter process: cancel it there."
@@ -353,6 +364,35 @@ class RunsPage(Page):
                 self.log.resume()  # read to the end once
 
     # -- actions -------------------------------------------------------------------------------
+    def open_whatif(self) -> WhatIfDialog | None:
+        """The selected finished run estimated on every priced GPU (read on the reader thread)."""
+        view = self.selected()
+        if view is None or not view.finished:
+            return None
+        if self.whatif is not None:
+            self.whatif.close()
+        self.whatif = WhatIfDialog(view.id, view.name, self._ask_whatif, self)
+        self.whatif.show()
+        self.whatif.ask()
+        return self.whatif
+
+    def _ask_whatif(self, run_id: int, precision: str) -> None:
+        config = self.ctx.config
+        dialog = self.whatif
+
+        def job(store: Store) -> WhatIf:
+            return whatif_run(store, config, run_id, precision)
+
+        def done(result: WhatIf) -> None:
+            if dialog is not None and alive(dialog):
+                dialog.show_result(result)
+
+        def failed(sentence: str) -> None:
+            if dialog is not None and alive(dialog):
+                dialog.show_error(sentence)
+
+        self.ctx.reader.submit("runs-whatif", job, done, failed)
+
     def open_launch_dialog(self) -> LaunchDialog | None:
         if not self.isVisible():
             return None

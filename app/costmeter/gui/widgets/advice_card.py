@@ -33,6 +33,7 @@ APPLY_LABELS = {
     "relaunch": "Relaunch with this change…",
     "compress": "Measure compression…",
     "settings": "Open Settings",
+    "delete_files": "Review and delete files…",
 }
 MUTED = "color: palette(placeholder-text);"
 #: Green that reads on the light and the dark background.

@@ -4,6 +4,10 @@ The measurement is ``costmeter.compress.measure_compression``, the one ``costmet
 runs; it goes through a ``TaskRunner`` so the GUI thread never waits, reports its progress by a
 queued signal, and stops at the next timed run when Cancel sets its event. Torch is imported by
 the worker on first use: without it the dialog opens and says what to install.
+
+Distillation (issue 16) trains a student on the training data named in the dialog, in the same
+worker, with one progress step per epoch; the goal (cost, latency or size) decides the verdict,
+priced with the core-hour price the app was given (the price table's by default).
 """
 
 from __future__ import annotations
@@ -37,12 +41,28 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from costmeter.compress import CHOICES, CompressionReport, measure_compression, save_compressed
+from costmeter.compress import (
+    CHOICES,
+    DEFAULT_GOAL,
+    GOALS,
+    CompressionReport,
+    ServingPrice,
+    measure_compression,
+    save_compressed,
+)
 from costmeter.compress.loading import FORMATS
+from costmeter.cost.pricing import Pricing, load_default_pricing
 from costmeter.gui.tasks import TaskRunner, alive
 from costmeter.gui.widgets.form_field import ERROR_STYLE, HINT_STYLE
 
 PRUNE = "prune"
+DISTILL = "distill"
+GOAL_TIPS = {
+    "cost": "Keep a model that serves cheaper per inference (batch 1 or the larger batch) "
+    "and dearer at neither, at this CPU's core-hour price.",
+    "latency": "Keep a model that answers one request (batch 1) faster.",
+    "size": "Keep a model that is smaller to store and hold in memory, even if it serves slower.",
+}
 MODEL_FILTER = "Models (*.pt *.pth *.pt2 *.ptl *.bin);;All files (*)"
 TRUST_WARNING = (
     "A torch.save(model) file is a pickle, and loading it runs code named in the file:\n"
@@ -64,8 +84,15 @@ class _Progress(QObject):
 
 
 class CompressDialog(QDialog):
-    def __init__(self, parent: QWidget | None = None, *, model_path: str | None = None) -> None:
+    def __init__(
+        self,
+        parent: QWidget | None = None,
+        *,
+        model_path: str | None = None,
+        price: ServingPrice | None = None,
+    ) -> None:
         super().__init__(parent)
+        self.price = price if price is not None else serving_price(load_default_pricing())
         self.setWindowTitle("Measure compression")
         self.setObjectName("compress-dialog")
         self.setMinimumWidth(680)
@@ -83,10 +110,11 @@ class CompressDialog(QDialog):
         self.model_edit.setPlaceholderText("torch.save, TorchScript or torch.export (.pt2) file")
         form.addRow("Model", self._with_browse(self.model_edit, self._browse_model))
         self.method = QComboBox()
-        self.method.addItems([*CHOICES, PRUNE])
+        self.method.addItems([*CHOICES, PRUNE, DISTILL])
         self.method.setToolTip(
             "int8-dynamic and int8-weight need a torch.save(model) file or a weights-only "
-            "checkpoint; fp16, bf16 and prune work on every format."
+            "checkpoint; fp16, bf16 and prune work on every format; distill trains a smaller "
+            "student on your training data."
         )
         self.prune_amount = QDoubleSpinBox()
         self.prune_amount.setRange(0.05, 0.95)
@@ -98,6 +126,23 @@ class CompressDialog(QDialog):
         row.addWidget(self.method, 1)
         row.addWidget(self.prune_amount)
         form.addRow("Method", row)
+        self.hidden = QSpinBox()
+        self.hidden.setRange(0, 65536)
+        self.hidden.setValue(0)
+        self.hidden.setSpecialValueText("auto (a quarter of the teacher's)")
+        self.hidden.setPrefix("hidden width ")
+        self.hidden.setToolTip(
+            "Width of each hidden layer of the student; auto: a quarter of the teacher's "
+            "(a two-layer MLP of 32 when the teacher is not a plain MLP)."
+        )
+        self.train_edit = QLineEdit()
+        self.train_edit.setPlaceholderText(".npz with arrays x (and labels y) to train on")
+        distill_box = QWidget()
+        distill_row = QHBoxLayout(distill_box)
+        distill_row.setContentsMargins(0, 0, 0, 0)
+        distill_row.addWidget(self.hidden)
+        distill_row.addLayout(self._with_browse(self.train_edit, self._browse_train), 1)
+        form.addRow("Student, training data", distill_box)
         self.eval_edit = QLineEdit()
         self.eval_edit.setPlaceholderText("optional: .npz with arrays x and y, for accuracy")
         form.addRow("Evaluation data", self._with_browse(self.eval_edit, self._browse_eval))
@@ -118,6 +163,17 @@ class CompressDialog(QDialog):
         self.max_drop.setSuffix(" points")
         self.max_drop.setToolTip("Reject the compressed model if accuracy drops more than this.")
         form.addRow("Largest accuracy drop", self.max_drop)
+        self.goal = QComboBox()
+        self.goal.addItems(list(GOALS))
+        self.goal.setCurrentText(DEFAULT_GOAL)
+        for i, goal in enumerate(GOALS):
+            self.goal.setItemData(i, GOAL_TIPS[goal], Qt.ItemDataRole.ToolTipRole)
+        self.goal_hint = QLabel()
+        self.goal_hint.setStyleSheet(HINT_STYLE)
+        goal_row = QHBoxLayout()
+        goal_row.addWidget(self.goal)
+        goal_row.addWidget(self.goal_hint, 1)
+        form.addRow("Goal", goal_row)
         self.batch = QSpinBox()
         self.batch.setRange(2, 4096)
         self.batch.setValue(64)
@@ -192,11 +248,15 @@ class CompressDialog(QDialog):
         layout.addLayout(buttons)
         self.method.currentTextChanged.connect(self._method_changed)
         self._method_changed(self.method.currentText())
+        self.goal.currentTextChanged.connect(self._goal_changed)
+        self._goal_changed(self.goal.currentText())
 
     # -- the measurement ---------------------------------------------------------------------
 
     def method_text(self) -> str:
         name = self.method.currentText()
+        if name == DISTILL and self.hidden.value():
+            return f"distill:hidden={self.hidden.value()}"
         return f"prune:{self.prune_amount.value():g}" if name == PRUNE else name
 
     def running(self) -> bool:
@@ -210,6 +270,13 @@ class CompressDialog(QDialog):
             return
         if self._running:
             return
+        train_text = self.train_edit.text().strip()
+        distilling = self.method.currentText() == DISTILL
+        if distilling and not train_text:
+            self._show_error(
+                "Choose the training data (.npz with arrays x and y) to distil the student on."
+            )
+            return
         self._seq += 1
         seq = self._seq
         self._cancel = threading.Event()
@@ -217,6 +284,7 @@ class CompressDialog(QDialog):
         eval_text = self.eval_edit.text().strip()
         method, trust = self.method_text(), self.trust.isChecked()
         max_drop, batch, repeat = self.max_drop.value(), self.batch.value(), self.repeat.value()
+        goal, price = self.goal.currentText(), self.price
         progress = self._progress
 
         def report_progress(stage: str, share: float) -> None:
@@ -228,6 +296,9 @@ class CompressDialog(QDialog):
                 model,
                 method,
                 eval_path=eval_text or None,
+                train_path=train_text if distilling else None,
+                goal=goal,  # type: ignore[arg-type]  # one of GOALS, from the combo box
+                price=price,
                 trust=trust,
                 max_drop=max_drop,
                 batch=batch,
@@ -365,6 +436,12 @@ class CompressDialog(QDialog):
 
     def _method_changed(self, name: str) -> None:
         self.prune_amount.setEnabled(name == PRUNE)
+        self.hidden.setEnabled(name == DISTILL)
+        self.train_edit.setEnabled(name == DISTILL)
+
+    def _goal_changed(self, goal: str) -> None:
+        self.goal_hint.setText(GOAL_TIPS.get(goal, ""))
+        self.goal_hint.setToolTip(f"Priced at the core-hour price: {self.price.source}")
 
     def _with_browse(self, edit: QLineEdit, browse: Callable[[], None]) -> QHBoxLayout:
         button = QPushButton("Browse…")
@@ -388,6 +465,13 @@ class CompressDialog(QDialog):
         if path:
             self.eval_edit.setText(path)
 
+    def _browse_train(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Training data", self.train_edit.text(), "NumPy arrays (*.npz);;All files (*)"
+        )
+        if path:
+            self.train_edit.setText(path)
+
     def _ask_save(self) -> None:
         if self.report is None:
             return
@@ -395,9 +479,12 @@ class CompressDialog(QDialog):
         # torch.export by default: it loads without --trust, and torchao's int8 models cannot
         # be pickled whole. A TorchScript model is saved as TorchScript whatever the name.
         script = self.report.format == FORMATS["torchscript"]
-        suffix = ".pt" if script else ".pt2"
-        name = f"{source.stem}-{self.report.method.replace(':', '-')}{suffix}"
+        distilled = self.report.method.startswith(DISTILL)
+        suffix = ".pt" if script or distilled else ".pt2"
+        name = f"{source.stem}-{self.report.method.replace(':', '-').replace(',', '-')}{suffix}"
         filters = "TorchScript (*.pt)" if script else "torch.export (*.pt2);;torch.save (*.pt)"
+        if distilled:  # a weights-only checkpoint: it loads without trust
+            filters = "Costmeter checkpoint (*.pt);;torch.export (*.pt2)"
         path, _ = QFileDialog.getSaveFileName(
             self, "Save compressed model", str(source.with_name(name)), filters + ";;All (*)"
         )
@@ -427,9 +514,16 @@ class CompressDialog(QDialog):
         super().closeEvent(event)
 
 
-def open_compress_dialog(parent: QWidget, model_path: str | None = None) -> CompressDialog:
+def serving_price(pricing: Pricing) -> ServingPrice:
+    """The core-hour price that prices serving in the verdict."""
+    return ServingPrice(pricing.cpu_core_hour, pricing.currency, pricing.cpu_core_hour_source)
+
+
+def open_compress_dialog(
+    parent: QWidget, model_path: str | None = None, *, price: ServingPrice | None = None
+) -> CompressDialog:
     """Open the dialog (not modal: the app keeps running while it measures)."""
-    dialog = CompressDialog(parent, model_path=model_path)
+    dialog = CompressDialog(parent, model_path=model_path, price=price)
     dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
     dialog.show()
     return dialog

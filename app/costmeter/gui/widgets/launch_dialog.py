@@ -1,4 +1,5 @@
-"""The "New run" dialog: command, backend, GPUs, limits, sweep grid, and the cost estimate.
+"""The "New run" dialog: command, backend, GPUs, limits, sweep grid, the cost estimate and the
+prediction (duration, cost, range and what it stands on: ``service.run_prediction``).
 
 Everything slow happens elsewhere: backends are probed by the run manager on a worker thread
 (failed ones are listed, disabled, with their error as tooltip) and the estimate from past runs
@@ -48,6 +49,7 @@ from costmeter.service.run_launch import (
     plan,
     split_command,
 )
+from costmeter.service.run_prediction import PlanPrediction, describe_plan, launch_predictions
 
 #: The estimate is read this long after the last change to the command.
 ESTIMATE_DEBOUNCE_MS = 350
@@ -185,6 +187,10 @@ class LaunchDialog(QDialog):
         self.estimate = QLabel("Estimated cost: …")
         self.estimate.setWordWrap(True)
         self.estimate.setObjectName("estimate")
+        self.prediction = QLabel("Predicted: …")
+        self.prediction.setWordWrap(True)
+        self.prediction.setObjectName("prediction")
+        self.prediction.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.error = QLabel()
         self.error.setWordWrap(True)
         self.error.setStyleSheet(ERROR_STYLE)
@@ -204,6 +210,7 @@ class LaunchDialog(QDialog):
         layout.addLayout(form)
         layout.addWidget(self.summary)
         layout.addWidget(self.estimate)
+        layout.addWidget(self.prediction)
         layout.addWidget(self.error)
         layout.addWidget(self.buttons)
 
@@ -215,6 +222,7 @@ class LaunchDialog(QDialog):
             edit.textChanged.connect(self._changed)
         self.grid.textChanged.connect(self._changed)
         self.gpus.valueChanged.connect(self._changed)
+        self.max_parallel.valueChanged.connect(self._changed)
         self.backend.currentIndexChanged.connect(self._backend_changed)
         manager.backends_ready.connect(self._fill_backends)
         self._fill_backends(manager.choices or [BackendChoice("local", True)])
@@ -316,6 +324,7 @@ class LaunchDialog(QDialog):
         except LaunchError as exc:
             self.summary.setText("" if not form.command.strip() else str(exc))
             self.estimate.setText("Estimated cost: —")
+            self.prediction.setText("Predicted: —")
             return
         if len(points) == 1:
             self.summary.setText("One run.")
@@ -351,16 +360,23 @@ class LaunchDialog(QDialog):
         self._estimate_seq += 1
         seq = self._estimate_seq
 
-        def job(store: Store) -> list[Estimate]:
-            return launch_estimates(store, argvs, gpus, pricing)
+        parallel = form.max_parallel
 
-        def done(estimates: list[Estimate]) -> None:
+        def job(store: Store) -> tuple[list[Estimate], PlanPrediction]:
+            estimates = launch_estimates(store, argvs, gpus, pricing)
+            plan = launch_predictions(store, points, gpus, pricing, max_parallel=parallel)
+            return estimates, plan
+
+        def done(found: tuple[list[Estimate], PlanPrediction]) -> None:
             if alive(self) and seq == self._estimate_seq:
+                estimates, plan = found
                 self.estimate.setText(describe_estimates(estimates, pricing.currency))
+                self.prediction.setText(describe_plan(plan))
 
         def failed(text: str) -> None:
             if alive(self) and seq == self._estimate_seq:
                 self.estimate.setText(f"Estimated cost: unknown ({text})")
+                self.prediction.setText(f"Predicted: unknown ({text})")
 
         self.ctx.reader.submit("launch-estimate", job, done, failed)
 

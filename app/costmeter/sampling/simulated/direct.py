@@ -25,7 +25,7 @@ import pynvml
 from costmeter.core.clock import Clock
 from costmeter.core.model import DeviceInfo, DeviceSample, GpuProcess
 from costmeter.sampling.nvml import NvmlSampler
-from costmeter.sampling.simulated.device import SimDevice
+from costmeter.sampling.simulated.device import DevState, SimDevice
 from costmeter.sampling.simulated.fake_nvml import FakeHandle, FakeNvml, mig_uuid
 
 _floor = math.floor
@@ -131,15 +131,7 @@ class DirectSimSampler(NvmlSampler):
         for g in self._gpus:
             dev = g.dev
             st = dev.state(sec)
-            procs: tuple[GpuProcess, ...] = ()
-            if g.procs:
-                rows = [r for r in st.procs if r[0].instance is None]
-                if rows:
-                    if g.proc_util and stamp > g.last_seen_us:
-                        g.last_seen_us = stamp
-                        procs = tuple(GpuProcess(r[0].pid, r[1], r[2]) for r in rows)
-                    else:  # NVML has no sample newer than the last one seen
-                        procs = tuple(GpuProcess(r[0].pid, r[1], None) for r in rows)
+            procs = _processes(g, st, stamp) if g.procs else ()
             append(
                 DeviceSample(
                     g.uuid,
@@ -166,6 +158,60 @@ class DirectSimSampler(NvmlSampler):
                     DeviceSample(uuid, g.index, ts, None, None, st.mig_used[slot], processes=mine)
                 )
         return tuple(out)
+
+    def plain(self) -> bool:
+        """Whether every GPU is read directly with every metric and without MIG devices: the
+        shape ``sample_values`` serves (``costmeter simulate``'s tick batches)."""
+        return self._gpus is not None and all(
+            not g.mig
+            and g.util
+            and g.mem
+            and g.power
+            and g.energy
+            and g.temp
+            and g.sm_clock
+            and g.mem_clock
+            for g in self._gpus
+        )
+
+    def sample_values(
+        self, ts: float, values: list[tuple[float, ...]], procs: list[tuple[GpuProcess, ...]]
+    ) -> None:
+        """What ``sample()`` at clock time ``ts`` would return, of ``plain()`` GPUs, appended
+        as columns: to ``values`` one ``(gpu_util, mem_util, mem_used, power_w, energy_mj,
+        temp_c, sm_clock_mhz, mem_clock_mhz)`` per GPU, to ``procs`` its processes."""
+        sec = _floor(ts)
+        stamp = sec * 1_000_000
+        assert self._gpus is not None
+        for g in self._gpus:
+            dev = g.dev
+            st = dev.state(sec)
+            values.append(
+                (
+                    st.gpu_util,
+                    st.mem_util,
+                    st.mem_used,
+                    st.power_mw / 1000.0,
+                    dev.energy_mj(ts),
+                    st.temp_c,
+                    st.sm_clock_mhz,
+                    st.mem_clock_mhz,
+                )
+            )
+            procs.append(_processes(g, st, stamp) if g.procs else ())
+
+
+def _processes(g: _Gpu, st: DevState, stamp: int) -> tuple[GpuProcess, ...]:
+    """The processes NVML lists on a GPU without MIG, with their SM use where NVML has a
+    sample newer than the last one seen."""
+    rows = [r for r in st.procs if r[0].instance is None]
+    if not rows:
+        return ()
+    if g.proc_util and stamp > g.last_seen_us:
+        g.last_seen_us = stamp
+        return tuple(GpuProcess(r[0].pid, r[1], r[2]) for r in rows)
+    # NVML has no sample newer than the last one seen
+    return tuple(GpuProcess(r[0].pid, r[1], None) for r in rows)
 
 
 def _untouched(fake: FakeNvml) -> bool:
