@@ -103,6 +103,10 @@ class RunManager(QObject):
         #: This window's runs, as their latest events say (GUI thread).
         self.runs: dict[int, RunInfo] = {}
         self._settling: set[int] = set()
+        #: Runs a launch queued whose end (priced, or never started) has not been seen yet:
+        #: their first event may reach this thread after ``launched`` does.
+        self._expected: set[int] = set()
+        self._ended: set[int] = set()
         self.choices: list[BackendChoice] | None = None
         self._launches = itertools.count(1)
         self._received.connect(self._deliver)
@@ -144,7 +148,7 @@ class RunManager(QObject):
 
     def settled(self) -> bool:
         """No run of this window is going or waiting for its cost."""
-        return not self.active() and not self._settling
+        return not self.active() and not self._settling and not self._expected - self._ended
 
     def pid_names(self) -> dict[int, str]:
         """PID -> run name for this window's live runs (for the Processes page)."""
@@ -172,6 +176,8 @@ class RunManager(QObject):
         self.session = self._new_session()
         self.runs.clear()
         self._settling.clear()
+        self._expected.clear()
+        self._ended.clear()
         self.tasks.submit("retire", old.close)
 
     # -- launching -----------------------------------------------------------------------------
@@ -224,7 +230,12 @@ class RunManager(QObject):
             self.message.emit(text, "error")
             self.launched.emit(Launched((), request.backend, request.sweep))
 
-        self.tasks.submit(f"launch-{next(self._launches)}", job, self.launched.emit, failed)
+        def done(launched: Launched) -> None:
+            if session is self.session:
+                self._expected.update(launched.ids)
+            self.launched.emit(launched)
+
+        self.tasks.submit(f"launch-{next(self._launches)}", job, done, failed)
 
     # -- events --------------------------------------------------------------------------------
     @Slot(object)
@@ -236,8 +247,9 @@ class RunManager(QObject):
         self.runs[info.key] = info
         if event.kind == EventKind.FINISHED and info.started is not None:
             self._settling.add(info.key)
-        elif event.kind == EventKind.COSTED:
+        elif event.kind == EventKind.FINISHED or event.kind == EventKind.COSTED:
             self._settling.discard(info.key)
+            self._ended.add(info.key)
         self.run_event.emit(event)
         if event.kind in (EventKind.FINISHED, EventKind.COSTED) and self.settled():
             self.idle.emit()
