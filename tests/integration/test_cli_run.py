@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -13,23 +12,10 @@ from pathlib import Path
 import pytest
 
 pytestmark = pytest.mark.integration
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from cli_process import costmeter, runs_json  # noqa: E402
+
 PY = sys.executable
-
-
-def costmeter(*args: str, db: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [PY, "-m", "costmeter", *args[:1], "--db", str(db), *args[1:]],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=db.parent,
-    )
-
-
-def runs_json(db: Path) -> list[dict[str, object]]:
-    out = costmeter("runs", "--format", "json", db=db)
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)
 
 
 def test_run_passes_exit_code_output_and_summary(tmp_path: Path) -> None:

@@ -10,31 +10,22 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from costmeter.store.runs import RunStore
 
 pytestmark = pytest.mark.integration
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from cli_process import costmeter as run_costmeter  # noqa: E402
+from cli_process import runs_json  # noqa: E402
+
 PY = sys.executable
 DDP = [PY, "-m", "costmeter.examples.digits_ddp", "--epochs", "2"]
 
 
 def costmeter(*args: str, db: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [PY, "-m", "costmeter", *args[:1], "--db", str(db), *args[1:]],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=db.parent,
-    )
-
-
-def runs_json(db: Path) -> list[dict[str, Any]]:
-    out = costmeter("runs", "--format", "json", db=db)
-    assert out.returncode == 0, out.stderr
-    return list(json.loads(out.stdout))
+    return run_costmeter(*args, db=db, timeout=timeout)
 
 
 def test_two_ranks_run_as_one_run_with_their_prefixes_pids_and_cost(tmp_path: Path) -> None:

@@ -8,7 +8,6 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -17,24 +16,16 @@ from costmeter.store import Store
 from costmeter.store.runs import RunStore
 
 pytestmark = pytest.mark.integration
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from cli_process import costmeter as run_costmeter  # noqa: E402
+from cli_process import runs_json  # noqa: E402
+
 PY = sys.executable
 DIGITS = [PY, "-m", "costmeter.examples.digits", "--epochs"]
 
 
 def costmeter(*args: str, db: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [PY, "-m", "costmeter", *args[:1], "--db", str(db), *args[1:]],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=db.parent,
-    )
-
-
-def runs_json(db: Path) -> list[dict[str, Any]]:
-    out = costmeter("runs", "--format", "json", db=db)
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)
+    return run_costmeter(*args, db=db, timeout=timeout)
 
 
 def test_a_real_sweep_predicts_a_longer_run_within_its_range(tmp_path: Path) -> None:
