@@ -22,7 +22,12 @@ The machine is noisy, so the three ways are measured ``--rounds`` times (bare ag
 round) and the last line gives the median overhead per run of each: ``RunService overhead per
 run: X ms (queue alone: Y ms)``.
 
-    .venv/bin/python bench/bench_runs.py [--runs 200] [--parallel 8] [--rounds 3]
+``--against APP`` measures other code beside this one (``APP``: the ``app`` folder of a ``git
+archive`` of an earlier commit): each round runs this file once on each code, in a child process
+(``PYTHONPATH=APP`` for the other), in alternating order, with the load average beside each;
+the last line then gives both medians.
+
+    .venv/bin/python bench/bench_runs.py [--runs 200] [--parallel 8] [--rounds 3] [--against APP]
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import re
 import resource
 import statistics
 import subprocess
@@ -39,6 +45,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import costmeter
 from costmeter.config import Config
 from costmeter.plugin_api import BackendConfig, RunSpec, RunState
 from costmeter.runs.events import RunInfo
@@ -136,13 +143,16 @@ def main() -> int:
     parser.add_argument("--parallel", type=int, default=8)
     parser.add_argument("--no-service", action="store_true")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--against", metavar="APP", help="other code to alternate rounds with")
     args = parser.parse_args()
     n, k = args.runs, args.parallel
+    rounds = max(1, args.rounds)
+    if args.against:
+        return against(args.against, n, k, rounds)
     print(
         f"{n} runs of {TRUE}, {k} at a time; Python {platform.python_version()}, "
-        f"{os.cpu_count()} CPUs, {platform.platform()}"
+        f"{os.cpu_count()} CPUs, {platform.platform()}; costmeter from {costmeter.__file__}"
     )
-    rounds = max(1, args.rounds)
     bare(20, k)  # warm up: page cache, thread pool
     overheads: dict[str, list[float]] = {"queue": [], "service": []}
     with tempfile.TemporaryDirectory(prefix="costmeter-bench-runs-") as tmp:
@@ -169,6 +179,45 @@ def main() -> int:
             f"RunService overhead per run: {service_ms:.1f} ms "
             f"(queue alone: {queue_ms:.1f} ms; median of {rounds} rounds)"
         )
+    return 0
+
+
+_LAST = re.compile(r"RunService overhead per run: ([\d.]+) ms \(queue alone: ([\d.]+) ms")
+_CPU = re.compile(r"^service .* CPU ([\d.]+) ms/run", re.MULTILINE)
+
+
+def against(app: str, n: int, k: int, rounds: int) -> int:
+    """Rounds alternated between ``app`` ("before") and this code ("now"), each in a child."""
+    print(f"{n} runs of {TRUE}, {k} at a time, {rounds} rounds; before: {app}")
+    figures: dict[str, list[tuple[float, float, float]]] = {"before": [], "now": []}
+    for round_no in range(rounds):
+        order = ["before", "now"] if round_no % 2 == 0 else ["now", "before"]
+        for label in order:
+            env = dict(os.environ)
+            if label == "before":
+                env["PYTHONPATH"] = os.pathsep.join(filter(None, [app, env.get("PYTHONPATH")]))
+            load = os.getloadavg()[0]
+            argv = [sys.executable, __file__, "--runs", str(n), "--parallel", str(k)]
+            out = subprocess.run(
+                [*argv, "--rounds", "1"], env=env, capture_output=True, text=True, check=True
+            ).stdout
+            last, cpu = _LAST.search(out), _CPU.search(out)
+            assert last is not None and cpu is not None, out
+            service, queue, service_cpu = float(last[1]), float(last[2]), float(cpu[1])
+            figures[label].append((service, queue, service_cpu))
+            print(
+                f"round {round_no + 1} {label:6s} load {load:4.2f}: service {service:5.1f} ms, "
+                f"queue alone {queue:5.1f} ms, service CPU {service_cpu:.2f} ms/run"
+            )
+
+    def med(label: str, i: int) -> float:
+        return statistics.median(f[i] for f in figures[label])
+
+    print(
+        f"RunService overhead per run: {med('now', 0):.1f} ms (queue alone: {med('now', 1):.1f}"
+        f" ms; before: {med('before', 0):.1f} ms, queue alone {med('before', 1):.1f} ms;"
+        f" median of {rounds} alternated rounds)"
+    )
     return 0
 
 

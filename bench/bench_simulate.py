@@ -1,6 +1,7 @@
 """`costmeter simulate` of 8 GPUs: the direct simulated path against the NVML sampler path.
 
 Run: .venv/bin/python bench/bench_simulate.py [--hours 24] [--old-hours 3] [--gpus 8]
+     [--producer-only]
 Runs the real command (`costmeter simulate --hours H --simulate 8`, a fresh database in a temporary
 folder) with the direct path (the default) for --hours and with --via-nvml-sampler for
 --old-hours, both in this run, and reports wall and CPU seconds per tick. Then times the tick
@@ -134,7 +135,21 @@ def main() -> None:
     ap.add_argument("--old-hours", type=float, default=3.0, help="sampler path (default 3)")
     ap.add_argument("--gpus", type=int, default=8)
     ap.add_argument("--producer-ticks", type=int, default=20_000)
+    ap.add_argument(
+        "--producer-only",
+        action="store_true",
+        help="only time making the TickBatches (CPU us a tick, the last line), best of 3",
+    )
     args = ap.parse_args()
+    if args.producer_only:
+        with tempfile.TemporaryDirectory(prefix="bench-simulate-") as tmp:
+            runs = []
+            for i in range(3):
+                (Path(tmp) / str(i)).mkdir()
+                runs.append(produce_batches(args.producer_ticks, args.gpus, Path(tmp) / str(i)))
+            best = min(runs)
+        print(f"TickBatch producer, {args.gpus} GPUs: {best * 1e6:.1f} us CPU a tick (best of 3)")
+        return
 
     with tempfile.TemporaryDirectory(prefix="bench-simulate-") as tmp:
         folder = Path(tmp)

@@ -35,8 +35,19 @@ def _rows(db: Path) -> dict[str, list[tuple[Any, ...]]]:
     ("spec", "seed", "interval", "hours", "batched"),
     [
         ("8", 0, "1", 0.5, True),  # 1,800 ticks: three whole batches and part of a fourth
+        # past several retention passes (every 600 s of the clock): each runs as of its
+        # scheduled time whether the ticks were queued one by one or 600 at a time
+        ("8", 2, "1", 1.2, True),
         ("8", 42, "0.7", 0.25, True),  # times that are not whole seconds
         ("a100:bursty,t4:light,l4:memory-leak", 3, "7.3", 2.0, True),
+        (  # every profile, and seconds sampled twice
+            "a100:idle,h100:memory-bound,rtx4090:bursty,l4:memory-leak,a10g:free,t4:light,"
+            "a100:input-bound,h100:train",
+            77,
+            "0.6",
+            0.3,
+            True,
+        ),
         ("p4:train,a10g:input-bound", 11, "1", 0.1, False),  # the P4 has no energy counter
         ("h100:train:mig=3g.40gb+1g.10gb*2,h100:idle", 5, "2", 0.2, False),  # MIG devices
     ],

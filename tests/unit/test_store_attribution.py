@@ -4,6 +4,7 @@ who used each GPU-second and CPU-second, with owners, runs and tags read back.""
 from __future__ import annotations
 
 import json
+import math
 import random
 import sqlite3
 from collections import defaultdict
@@ -501,3 +502,40 @@ def test_retention_drops_old_share_minutes_with_the_minute_rollups(shared: Path)
         assert conn.execute("SELECT count(*) FROM gpu_share_1m").fetchone() == (0,)
     finally:
         conn.close()
+
+
+def test_free_ticks_of_a_minute_a_run_starts_and_ends_in_go_to_whoever_held_them(
+    tmp_path: Path,
+) -> None:
+    """Whole minutes are read from the rollups, but a minute a placement starts or ends in is
+    read tick by tick where raw rows are kept: its free ticks go to the run only while it held
+    the GPU, as the run's own cost counts them (split by how much of the minute the run
+    covered, the run got 10/60 of the minute's 50 free seconds although it ran on every one
+    of its ticks: a Slurm job's report and its run's cost then disagreed)."""
+    path = tmp_path / "c.db"
+    m = math.ceil(T0 / 60) * 60  # a whole minute
+    busy = range(71, 81)  # the run's process is on GPU 0 for these ticks only
+    ticks = [
+        tick(m + k, [GpuProcess(300, GIB, None)] if k in busy else (), (), [])
+        for k in range(1, 181)
+    ]
+    write(path, ticks)
+    with RunStore.open(path) as runs:
+        run = runs.insert(
+            name="job",
+            backend="slurm",
+            status="succeeded",
+            host="host-a",
+            started=m + 70.0,
+            ended=m + 80.0,
+            gpus=[0],
+            pids=[300],
+        )
+        row = runs.get(run)
+        assert row is not None
+        samples = runs.samples(row)
+    with Store.open(path) as store:
+        att = store.attribution(m, m + 181)
+    gpu0 = {f.run_id: f.seconds for f in att.free if f.uuid == "GPU-host-a-0"}
+    assert gpu0 == pytest.approx({None: 180 - 10})
+    assert sum(r.dt_s for d in samples.devices for r in d.rows if d.index == 0) == 10

@@ -198,3 +198,21 @@ def test_flush_batches_large_bursts(tmp_path: Path) -> None:
     assert w.stats.flushes >= 3  # the batch size, not the hour-long interval, set the pace
     w.stop()
     w.stop()  # stopping twice is harmless
+
+
+def test_a_registration_is_recorded_as_of_when_it_was_queued(tmp_path: Path) -> None:
+    """The writer thread may reach a registration long after it was queued (with a simulated
+    clock, after the producer has run ahead): first seen is the time it was queued."""
+    db = tmp_path / "r.db"
+    clock = SimulatedClock(T0)
+    w = Writer(db, clock=clock, retention=KEEP_ALL, flush_interval=0.05)
+    w.register(host_info(), device_infos())  # queued before the thread runs
+    clock.advance(3_600.0)
+    w.start()
+    w.submit(make_tick(T0 + 3_600.0))
+    assert w.flush(10)
+    w.stop()
+    with Store.open(db) as store:
+        (host,) = store.hosts()
+        assert host.first_seen == T0
+        assert {d.first_seen for d in store.devices()} == {T0}

@@ -286,7 +286,7 @@ def _power_law(
     log_d = [math.log(r.duration_s) for r in runs]
     for size in range(len(groups) + 1):
         for chosen in itertools.combinations(groups, size):
-            f = fit(_rows(chosen, n), log_d)
+            f = fit(_rows(chosen, n), log_d) if chosen else fit_ones(log_d)
             if f is None:
                 continue
             if best is None or f.press < best[0].press * (1 - 1e-9):
@@ -297,7 +297,8 @@ def _power_law(
     x0 = (1.0, *(v for g in chosen for v in g.target))
     centre, lo, hi = dur_fit.interval(x0)
     duration = math.exp(centre)
-    cost, low, high = _cost(runs, _rows(chosen, n), x0, duration, math.exp(lo), math.exp(hi))
+    rows = _rows(chosen, n) if chosen else None
+    cost, low, high = _cost(runs, rows, x0, duration, math.exp(lo), math.exp(hi))
     basis = _basis(n, chosen, varying, dur_fit, wanted, seen, notes)
     pred = Prediction(duration, cost, low, high, basis, n, FIT, math.exp(lo), math.exp(hi))
     found = (pred, dur_fit.press / n)
@@ -306,6 +307,31 @@ def _power_law(
         if affine is not None and affine[1] < found[1] * (1 - 1e-9):
             found = affine
     return found, ""
+
+
+def fit_ones(y: Sequence[float]) -> Fit | None:
+    """``least_squares.fit`` of ``y`` on the intercept alone (every row ``(1.0,)``), by the same
+    floating-point operations in the same order, so the same ``Fit`` to the last bit (a test
+    holds them equal), without its per-row loops over one column. Every prediction fits this
+    model; repeating one command, it is the only one."""
+    n = len(y)
+    if n <= 1:
+        return None
+    inv = 1.0 / float(n)  # (X^T X)^-1: X^T X is n ones added up
+    coef = 0 + inv * sum(y)  # sum() of one product, as ``fit`` adds up its coefficients
+    fitted = 0 + coef * 1.0
+    # Leverage 1/n: at most 0.5 here, so every run can be left out (no infinite PRESS).
+    h = 0 + 1.0 * (0 + inv * 1.0)
+    sse = 0.0
+    press = 0.0
+    for v in y:
+        e = v - fitted
+        sse += e * e
+        press = press + (e / (1 - h)) ** 2
+    mean = sum(y) / n
+    sst = sum((v - mean) ** 2 for v in y)
+    r2 = None if sst <= 0 else max(0.0, 1 - sse / sst)
+    return Fit((coef,), ((inv,),), sse, n - 1, press, r2)
 
 
 def _affine(
@@ -387,18 +413,20 @@ def _model_group(target: Target, runs: Sequence[PastRun]) -> tuple[_Group | None
 
 def _cost(
     runs: Sequence[PastRun],
-    rows: list[tuple[float, ...]],
+    rows: list[tuple[float, ...]] | None,
     x0: tuple[float, ...],
     duration: float,
     d_low: float,
     d_high: float,
 ) -> tuple[float, float, float]:
     """The cost fitted like the duration (same columns) on the runs that cost something; when
-    too few did, their median cost per second x the predicted duration and its range."""
+    too few did, their median cost per second x the predicted duration and its range. ``rows``
+    None: the intercept alone."""
     paid = [i for i, r in enumerate(runs) if r.cost > 0]
     if not paid:
         return 0.0, 0.0, 0.0
-    f = fit([rows[i] for i in paid], [math.log(runs[i].cost) for i in paid])
+    log_c = [math.log(runs[i].cost) for i in paid]
+    f = fit_ones(log_c) if rows is None else fit([rows[i] for i in paid], log_c)
     if f is not None:
         centre, lo, hi = f.interval(x0)
         return math.exp(centre), math.exp(lo), math.exp(hi)

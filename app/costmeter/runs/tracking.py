@@ -34,6 +34,10 @@ import psutil
 #: Set by the local backend in every run's environment: a key unique to the run.
 MARK_ENV = "COSTMETER_RUN_KEY"
 PROC = Path("/proc")
+#: The kernel's thread that starts the others: its children run no program, with no environment.
+KTHREADD = 2
+#: How long an environment that reads as empty is read again (an ``exec`` under way).
+EXEC_WAIT_S = 0.1
 
 
 class ProcStat(NamedTuple):
@@ -69,60 +73,153 @@ def _read(path: str) -> bytes:
 def read_stat(pid: int, proc: Path = PROC) -> ProcStat | None:
     """``/proc/PID/stat``, or None when the process is gone. (Plain ``os`` calls: a scan
     reads one per process, and pathlib's overhead doubled its cost.)"""
+    return _read_stat(pid, proc)[0]
+
+
+def _read_stat(pid: int, proc: Path) -> tuple[ProcStat | None, int]:
     try:
         raw = _read(f"{proc}/{pid}/stat")
     except OSError:
-        return None
+        return None, 0
+    return _parse_stat(pid, raw)
+
+
+def _parse_stat(pid: int, raw: bytes) -> tuple[ProcStat | None, int]:
+    """The fields, and where the process's environment ends in its memory (field 51,
+    ``env_end``; 0 where the kernel does not show it, another user's process): it moves with
+    every ``exec``, which the pid and start time do not tell."""
     # The command name (field 2) may hold spaces and parentheses: split after its last ')'.
     fields = raw[raw.rfind(b")") + 2 :].split()
     try:
-        return ProcStat(pid, fields[0].decode(), int(fields[1]), int(fields[2]), int(fields[19]))
+        st = ProcStat(pid, fields[0].decode(), int(fields[1]), int(fields[2]), int(fields[19]))
     except (IndexError, ValueError):
-        return None
+        return None, 0
+    try:
+        return st, int(fields[48])
+    except (IndexError, ValueError):
+        return st, 0
 
 
 def read_mark(pid: int, proc: Path = PROC) -> str | None:
     """The value of :data:`MARK_ENV` the process started with; None without one, or when its
     environment cannot be read (gone, or another user's)."""
+    return _read_mark(pid, proc)[0]
+
+
+def _read_mark(pid: int, proc: Path) -> tuple[str | None, bool]:
+    """``read_mark``, and whether the answer holds for the rest of the process's life. An
+    empty environment does not: a process in the middle of an ``exec`` (``setsid`` running
+    ``sleep``) reads as one, with the marker back a moment later under the same pid and start
+    time; taken as it read, that made a run's escapee invisible (its first look at /proc
+    found the run over: ``test_cancel_kills_a_setsid_escapee`` failed 1 time in 100)."""
     try:
         env = _read(f"{proc}/{pid}/environ")
     except OSError:
-        return None
+        return None, True
+    if not env:
+        return None, False
     name = MARK_ENV.encode() + b"="
     if env.startswith(name):
         at = len(name)
     else:
         found = env.find(b"\0" + name)
         if found < 0:
-            return None
+            return None, True
         at = found + 1 + len(name)
     end = env.find(b"\0", at)
-    return env[at : end if end >= 0 else len(env)].decode(errors="replace")
+    return env[at : end if end >= 0 else len(env)].decode(errors="replace"), True
+
+
+class _StatFiles:
+    """``/proc/PID/stat`` of each process kept open between reads of the process table: a read
+    at offset 0 of an open file gives the process's fields as they are now, and fails once it
+    is gone (reaped), even when a new process has its pid; so each read is one ``pread``
+    instead of a lookup, an open, a read and a close (about 40 % of a table's read). Only for
+    the real /proc, at most ``MAX_OPEN`` files and an eighth of the process's limit on open
+    files; used by one reader at a time."""
+
+    MAX_OPEN = 256
+
+    def __init__(self, proc: Path) -> None:
+        self._proc = proc
+        self._fds: dict[int, int] = {}
+        import resource  # Unix only, as /proc is
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != resource.RLIM_INFINITY:
+            self.MAX_OPEN = min(self.MAX_OPEN, soft // 8)
+
+    def read(self, pid: int) -> tuple[ProcStat | None, int]:
+        """``_read_stat`` through the kept file."""
+        fd = self._fds.get(pid)
+        if fd is not None:
+            try:
+                raw = os.pread(fd, 4096, 0)
+            except OSError:  # that process is gone: its pid may be someone else's now
+                raw = b""
+            if raw:
+                return _parse_stat(pid, raw)
+            del self._fds[pid]
+            os.close(fd)
+        path = f"{self._proc}/{pid}/stat"
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return None, 0
+        try:
+            raw = os.read(fd, 4096)
+        except OSError:
+            os.close(fd)
+            return None, 0
+        if raw and len(self._fds) < self.MAX_OPEN:
+            self._fds[pid] = fd
+        else:
+            os.close(fd)
+        return _parse_stat(pid, raw)
+
+    def keep_only(self, pids: set[int]) -> None:
+        """Close the files of processes the last listing of /proc no longer had."""
+        for pid in [p for p in self._fds if p not in pids]:
+            os.close(self._fds.pop(pid))
 
 
 class _MarkCache:
-    """The marker of each process, read once per process (pid and start time) and shared by
-    every run's scans: a process's initial environment never changes."""
+    """The marker of each process, read once per program it runs (pid, start time and where its
+    environment ends, which each ``exec`` moves) and shared by every run's scans: the
+    environment a program started with never changes. Keyed by the pid and start time alone,
+    a child read between its ``fork`` and its ``exec`` kept its parent's environment (no
+    marker) after the ``exec`` gave it the run's. An environment that reads as empty is read
+    again for up to ``EXEC_WAIT_S`` (an ``exec`` under way, see ``_read_mark``), but for
+    kernel threads (kthreadd's), which have none."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._marks: dict[tuple[int, int], str | None] = {}
+        self._marks: dict[tuple[int, int, int], str | None] = {}
 
-    def mark(self, st: ProcStat, proc: Path) -> str | None:
+    def mark(self, st: ProcStat, proc: Path, env_end: int = 0) -> str | None:
+        key = (st.pid, st.start, env_end)
         with self._lock:
-            if (st.pid, st.start) in self._marks:
-                return self._marks[(st.pid, st.start)]
-        found = read_mark(st.pid, proc)
-        with self._lock:
-            self._marks[(st.pid, st.start)] = found
+            if key in self._marks:
+                return self._marks[key]
+        found, final = _read_mark(st.pid, proc)
+        if not final and KTHREADD not in (st.pid, st.ppid):
+            pause, waited = 0.001, 0.0
+            while not final and waited < EXEC_WAIT_S:
+                time.sleep(pause)
+                waited += pause
+                pause *= 2
+                found, final = _read_mark(st.pid, proc)
+        with self._lock:  # still empty: the process has no environment (``env -i``)
+            self._marks[key] = found
         return found
 
-    def keep_only(self, alive: dict[int, ProcStat]) -> None:
+    def keep_only(self, alive: dict[int, ProcStat], env_ends: dict[int, int]) -> None:
+        """Forget the programs no longer running (their pids may come back as others)."""
         with self._lock:
-            for pid, start in list(self._marks):
+            for pid, start, env_end in list(self._marks):
                 st = alive.get(pid)
-                if st is None or st.start != start:
-                    del self._marks[(pid, start)]
+                if st is None or st.start != start or env_ends.get(pid) != env_end:
+                    del self._marks[(pid, start, env_end)]
 
 
 _caches: dict[Path, _MarkCache] = {}
@@ -145,21 +242,25 @@ class _Table:
     children: dict[int, list[int]]
 
 
-def _read_table(proc: Path) -> _Table:
+def _read_table(proc: Path, files: _StatFiles | None = None) -> _Table:
     stats: dict[int, ProcStat] = {}
-    for name in os.listdir(proc):
-        if name.isdigit():
-            st = read_stat(int(name), proc)
-            if st is not None:
-                stats[st.pid] = st
+    env_ends: dict[int, int] = {}
+    listed = [int(name) for name in os.listdir(proc) if name.isdigit()]
+    for pid in listed:
+        st, env_end = _read_stat(pid, proc) if files is None else files.read(pid)
+        if st is not None:
+            stats[st.pid] = st
+            env_ends[st.pid] = env_end
+    if files is not None:
+        files.keep_only(set(listed))
     marks = _cache_for(proc)
     by_mark: dict[str, set[int]] = {}
     for st in stats.values():
         if st.running:  # a zombie's environment reads as empty
-            mark = marks.mark(st, proc)
+            mark = marks.mark(st, proc, env_ends[st.pid])
             if mark:
                 by_mark.setdefault(mark, set()).add(st.pid)
-    marks.keep_only(stats)  # forget the gone: their pids may come back as someone else
+    marks.keep_only(stats, env_ends)
     children: dict[int, list[int]] = {}
     for st in stats.values():
         children.setdefault(st.ppid, []).append(st.pid)
@@ -177,6 +278,7 @@ class _ProcTable:
         self._busy = False
         self._table = _Table({}, {}, {})
         self._table_at = 0.0  # when the read of ``_table`` began (monotonic)
+        self._files = _StatFiles(proc) if proc == PROC else None  # one reader at a time
 
     def read(self, max_age_s: float = 0.0) -> _Table:
         """The table as a read begun after this call saw it (callers must not change it); with
@@ -197,7 +299,7 @@ class _ProcTable:
         begun_at = time.monotonic()
         table: _Table | None = None
         try:
-            table = _read_table(self._proc)
+            table = _read_table(self._proc, self._files)
             return table
         finally:
             with self._cond:

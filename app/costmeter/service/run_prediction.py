@@ -10,9 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
+import math
 import os
 import socket
+import stat
 import statistics
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +36,7 @@ from costmeter.cost.run_cost import format_cost
 from costmeter.plugin_api import RunSpec
 from costmeter.runs.commands import command_key
 from costmeter.store import Store
-from costmeter.store.runs import RunRow, RunStore
+from costmeter.store.runs import PastRow, RunRow, RunStore
 
 #: Past runs of a family read for one prediction, newest first.
 PAST_LIMIT = 200
@@ -49,16 +54,24 @@ def predict_spec(
     family = command_family(key).key
     rows = store.family_runs(key_prefix(key), currency=pricing.currency, limit=PAST_LIMIT)
     rows = [r for r in rows if command_family(r.command_key).key == family]
-    past = []
-    for i, r in enumerate(rows):
-        steps, step_s = step_rate(r.run_dir) if i < PROGRESS_LIMIT else (None, None)
-        past.append(
-            PastRun(r.command_key, r.duration_s, r.cost, r.gpu_model, r.nproc, steps, step_s)
-        )
+    rates = [_STEP_RATES.get(r.run_dir) for r in rows[:PROGRESS_LIMIT]]
     model = None
     if spec.gpus and any(r.gpu_model for r in rows):
         model = store.gpu_model(host or socket.gethostname())
-    return predict(Target(key, model, spec.nproc_per_node), past)
+    return _PREDICTIONS.get(Target(key, model, spec.nproc_per_node), rows, rates)
+
+
+def past_runs(
+    rows: Sequence[PastRow], rates: Sequence[tuple[float | None, float | None]]
+) -> list[PastRun]:
+    """The runs a prediction stands on: ``rows`` with the step rates of the first of them."""
+    past = []
+    for i, r in enumerate(rows):
+        steps, step_s = rates[i] if i < len(rates) else (None, None)
+        past.append(
+            PastRun(r.command_key, r.duration_s, r.cost, r.gpu_model, r.nproc, steps, step_s)
+        )
+    return past
 
 
 def step_rate(run_dir: str | None) -> tuple[float | None, float | None]:
@@ -71,6 +84,88 @@ def step_rate(run_dir: str | None) -> tuple[float | None, float | None]:
         return None, None
     first, last = points[0], points[-1]
     return float(last.step), (last.time - first.time) / (last.step - first.step)
+
+
+#: A progress file last changed at least this long before it is looked at is kept read: a
+#: later change gives it a newer change time, which tells it apart.
+SETTLED_NS = 2_000_000_000
+
+
+class StepRates:
+    """``step_rate`` of past runs' progress files, read once while a file stays the same (its
+    inode, size, modification and change times): a run service predicts every run it queues
+    from up to ``PROGRESS_LIMIT`` past runs' files. A missing file has no rate, as
+    ``step_rate`` finds; a file is read again when it changed, or changed too recently for its
+    times to tell a later change apart."""
+
+    MAX_FILES = 4096
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._known: dict[str, tuple[tuple[int, ...], tuple[float | None, float | None]]] = {}
+
+    def get(self, run_dir: str | None) -> tuple[float | None, float | None]:
+        if not run_dir:
+            return None, None
+        path = os.path.join(run_dir, progress.FILE_NAME)
+        now = time.time_ns()
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return None, None
+        except OSError:
+            return step_rate(run_dir)
+        same = (st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        with self._lock:
+            known = self._known.get(path)
+        if known is not None and known[0] == same:
+            return known[1]
+        rate = step_rate(run_dir)
+        if stat.S_ISREG(st.st_mode) and max(st.st_mtime_ns, st.st_ctime_ns) < now - SETTLED_NS:
+            with self._lock:
+                if len(self._known) >= self.MAX_FILES:
+                    self._known.clear()
+                self._known[path] = (same, rate)
+        return rate
+
+
+class Predictions:
+    """``predict`` answers by their inputs (a pure function): runs queued while no run of their
+    family was priced since the last one are predicted from the same past runs."""
+
+    SIZE = 32
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._known: OrderedDict[_PredictionKey, Prediction] = OrderedDict()
+
+    def get(
+        self,
+        target: Target,
+        rows: Sequence[PastRow],
+        rates: Sequence[tuple[float | None, float | None]],
+    ) -> Prediction:
+        """``predict(target, past_runs(rows, rates))``, computed once per distinct input."""
+        # 0.0 and -0.0 are equal keys but not always the same answer (a median of costs).
+        if any(r.cost == 0 and math.copysign(1.0, r.cost) < 0 for r in rows):
+            return predict(target, past_runs(rows, rates))
+        key = (target, tuple(rows), tuple(rates))
+        with self._lock:
+            known = self._known.get(key)
+            if known is not None:
+                self._known.move_to_end(key)
+                return known
+        pred = predict(target, past_runs(rows, rates))
+        with self._lock:
+            self._known[key] = pred
+            while len(self._known) > self.SIZE:
+                self._known.popitem(last=False)
+        return pred
+
+
+_PredictionKey = tuple[Target, tuple[PastRow, ...], tuple[tuple[float | None, float | None], ...]]
+_STEP_RATES = StepRates()
+_PREDICTIONS = Predictions()
 
 
 @dataclass(frozen=True)

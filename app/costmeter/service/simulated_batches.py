@@ -11,6 +11,12 @@ equal to the one written tick by tick through the NVML sampler.
 
 Only for GPUs the direct path reads with every metric and without MIG devices
 (``DirectSimSampler.plain``); any other fleet is simulated tick by tick as before.
+
+Where every process runs a profile with a column version, a chunk is not even read second by
+second: the devices and the host are simulated over the whole chunk as numpy columns
+(``sampling/simulated/gpu_columns.py``, ``host_columns.py``), the same values bit for bit;
+the host's CPU energy intervals are then ``EnergyTracker.host_interval``'s estimate over the
+columns (the simulated host has no RAPL counter). Otherwise ``make`` goes tick by tick.
 """
 
 from __future__ import annotations
@@ -62,6 +68,8 @@ class SimulatedBatches:
         # The previous sample's time and energy counter of each GPU (as the tracker keeps it).
         self._prev_ts = numpy.array([s.ts for s in first.devices], numpy.float64)
         self._prev_energy = numpy.array([s.energy_mj for s in first.devices], numpy.int64)
+        assert first.host_sample is not None  # see ``after``
+        self._prev_host_ts = first.host_sample.ts
 
     @classmethod
     def after(
@@ -84,6 +92,8 @@ class SimulatedBatches:
         if not isinstance(gpu, DirectSimSampler) or not isinstance(host, SimulatedHostSampler):
             return None
         if not isinstance(clock, SimulatedClock) or first is None or not first.devices:
+            return None
+        if first.host_sample is None:
             return None
         if (
             not gpu.direct
@@ -110,6 +120,70 @@ class SimulatedBatches:
 
     def make(self, times: Sequence[float]) -> TickBatch:
         """The ticks at clock times ``times`` (ascending), leaving the clock at the last."""
+        batch = self._make_in_columns(times)
+        if batch is None:
+            batch = self._make_by_tick(times)
+        self._prev_host_ts = float(batch.ts[-1])
+        return batch
+
+    def _make_in_columns(self, times: Sequence[float]) -> TickBatch | None:
+        """The ticks simulated over the chunk as columns, or None where they cannot be (a
+        process whose profile has no column version): nothing has changed then."""
+        from costmeter.sampling.simulated.host_columns import host_chunk
+
+        np = self._np
+        ts = np.array(times, np.float64)
+        if len(ts) == 0 or (len(ts) > 1 and not (np.diff(ts) > 0).all()):
+            return None
+        secs = np.floor(ts).astype(np.int64)
+        frac = ts - secs
+        gpus = self._gpu.sample_columns(ts, secs, frac)
+        if gpus is None:
+            return None
+        host_values, host_procs = host_chunk(self._host, gpus.spans, secs, frac)
+        gpus.settle()
+        self._clock.sleep_until(times[-1])
+        dt_s, energy_j, measured = self._intervals(ts, gpus.device["energy_mj"])
+        host_dt, host_energy = self._host_intervals(ts, host_values["cpu_percent"])
+        batch = TickBatch(
+            host=self._hostname,
+            devices=self._devices,
+            ts=ts,
+            device=gpus.device,
+            dt_s=dt_s,
+            energy_j=energy_j,
+            energy_measured=measured,
+            host_values=host_values,
+            host_dt_s=host_dt,
+            host_energy_j=host_energy,
+            host_energy_measured=np.zeros(len(ts), np.bool_),
+            host_processes=host_procs,
+            gpu_processes=gpus.processes,
+        )
+        # The tracker sees the last host sample, as after tick-by-tick sampling.
+        last = batch.tick(len(batch) - 1).host_sample
+        assert last is not None
+        self._energy.host_interval(last, cpu_count=self._cpus, tdp_w=self._tdp)
+        return batch
+
+    def _host_intervals(self, ts: Any, cpu_percent: Any) -> tuple[Any, Any]:
+        """``EnergyTracker.host_interval`` of each host sample without RAPL counters: the
+        estimate ``tdp_w x utilisation x dt``, or ``(0, 0 J)`` after a gap or a step back."""
+        np = self._np
+        prev = np.empty_like(ts)
+        prev[0] = self._prev_host_ts
+        prev[1:] = ts[:-1]
+        dt = ts - prev
+        fresh = (dt <= 0) | (dt > self._energy.max_gap_s)
+        percent = cpu_percent
+        if self._cpus > 1:
+            percent = np.where(percent > 100.0, percent / self._cpus, percent)
+        share = np.minimum(np.maximum(percent, 0.0), 100.0) / 100.0
+        energy = self._tdp * share * dt
+        return np.where(fresh, 0.0, dt), np.where(fresh, 0.0, energy)
+
+    def _make_by_tick(self, times: Sequence[float]) -> TickBatch:
+        """The ticks read second by second from the devices' state (see the module)."""
         np = self._np
         n, k = len(times), len(self._devices)
         values: list[tuple[float, ...]] = []

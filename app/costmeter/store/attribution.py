@@ -282,7 +282,7 @@ def attribution(
     for minutes, a, b in pieces:
         params = {"lo": a, "hi": b, **ids}
         if minutes:
-            _free_minutes(conn, free, placed, params, bucket_ms, where)
+            _free_minutes(conn, free, placed, params, bucket_ms, where, cutoffs.raw)
         else:
             sql = _FREE_SQL.format(bucket=_bucket_expr(bucket_ms, "d.ts"), devices=where)
             for did, bucket, run_id, ms, mj in conn.execute(
@@ -362,9 +362,15 @@ def _free_minutes(
     params: Mapping[str, Any],
     bucket_ms: int | None,
     where: str,
+    raw_from: int,
 ) -> None:
     """Free time of whole minutes: the device's time less its processes' shares, split by
-    how much of the minute each run placed on the GPU covers."""
+    how much of the minute each run placed on the GPU covers. A minute a placement starts or
+    ends in is read tick by tick instead where its raw rows are kept (from ``raw_from``), so
+    each free tick goes to the runs that held the GPU at that tick, as a run's own cost counts
+    it (``store.runs``): split by coverage, a run that ended at second 1 of a minute with free
+    ticks later in it was charged part of them, and one that started with a free tick got
+    only part of that tick."""
     by_device: dict[int, list[tuple[int, int, int]]] = {}
     for did, run_id, a, b in placed:
         by_device.setdefault(did, []).append((run_id, a, b))
@@ -383,8 +389,31 @@ def _free_minutes(
         if not runs:
             _add(free, (did, bucket, None), (ms, mj))
             continue
+        if m >= raw_from and any(m < x < m + MINUTE_MS for _, a, b in runs for x in (a, b)):
+            _free_ticks(conn, free, placed, did, m, bucket_ms)
+            continue
         for holder, part in _split_minute(m, runs):
             _add(free, (did, bucket, holder), (ms * part, mj * part))
+
+
+def _free_ticks(
+    conn: sqlite3.Connection,
+    free: dict[tuple[int, int | None, int | None], list[float]],
+    placed: Sequence[tuple[int, int, int, int]],
+    did: int,
+    m: int,
+    bucket_ms: int | None,
+) -> None:
+    """Free time of device ``did`` in the minute from ``m``, tick by tick from its raw rows."""
+    sql = _FREE_SQL.format(bucket=_bucket_expr(bucket_ms, "d.ts"), devices=_FREE_DEVICES)
+    params = {
+        "lo": m,
+        "hi": m + MINUTE_MS,
+        "free_ids": json.dumps([did]),
+        "placed": json.dumps([p for p in placed if p[0] == did]),
+    }
+    for did_, bucket, run_id, ms, mj in conn.execute(sql, params):
+        _add(free, (did_, bucket, run_id), (ms, mj))
 
 
 def _split_minute(m: int, runs: Sequence[tuple[int, int, int]]) -> list[tuple[int | None, float]]:

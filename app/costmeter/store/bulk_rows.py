@@ -4,7 +4,8 @@
 (hosts and GPUs already registered, no lost GPU, every value and interval known and finite)
 this module reads each field once into a column, converts the columns in C and aggregates the
 fresh minute rollups with ``reduceat`` instead of a Python loop per bucket; processes are
-still added tick by tick, as ``add_tick`` adds them. The stored values are the same integers
+added by ``batch_processes.add_run_processes`` (in bulk while the registry stays still, else
+tick by tick, as ``add_tick`` adds them). The stored values are the same integers
 (numpy's ``rint`` rounds half to even, like ``round``) and the same minute rows as the SQL
 re-aggregation (tests/unit/test_store_bulk_rows.py checks both on random ticks). Any other
 run returns False and the caller uses ``add_tick``. numpy is optional: without it every run
@@ -13,22 +14,17 @@ takes that path.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import chain, repeat
+from itertools import accumulate, chain, repeat
 from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any
 
 from costmeter.core.model import IDLE_UTIL_PERCENT, GpuProcess, HostSample, Interval, Tick
 from costmeter.core.tick_batch import TickBatch
+from costmeter.store.batch_processes import add_gpu_sample, add_run_processes
 from costmeter.store.rollup import MINUTE_MS
-from costmeter.store.rows import (
-    Batch,
-    Registry,
-    add_gpu_processes,
-    add_host_processes,
-    add_process_rows,
-)
+from costmeter.store.rows import Batch, Registry, add_host_processes
 
 if TYPE_CHECKING:
     import numpy as np
@@ -190,12 +186,14 @@ def add_ticks_bulk(batch: Batch, reg: Registry, ticks: Sequence[Tick]) -> bool:
         or any(map(_PROCESSES, host_samples))
         or any(map(_PROCESSES, ticks))
     ):
-
-        def host_processes(i: int, hid: int) -> None:
-            add_host_processes(batch, reg, hid, ticks[i])
-
         gpu_procs = [tuple(map(_PROCESSES, samples)) for samples in per_tick]
-        _add_processes(batch, reg, hids, host_processes, gpu_procs, dids, device)
+        firsts = [0, *accumulate(counts)]
+        if len(set(hids)) == 1 and not any(map(_PROCESSES, ticks)):
+            host_procs = list(map(_PROCESSES, host_samples))
+            t_ms = host.columns[1]
+            add_run_processes(np, batch, reg, hids[0], t_ms, host_procs, gpu_procs, firsts, device)
+        else:  # several hosts, or processes known by owner only: tick by tick
+            _add_processes(batch, reg, hids, ticks, gpu_procs, firsts, device)
     ts = np.fromiter(map(_TS, flat), np.float64, len(flat))
     _add_columns(batch, dids, ts, device, host)
     spans = batch.host_spans
@@ -247,15 +245,18 @@ def add_tick_batch(batch: Batch, reg: Registry, tb: TickBatch) -> bool:
     if host is None:
         return False
     if tb.host_processes or tb.gpu_processes:
-        t_ms = host.columns[1]
-        procs = tb.host_processes
-
-        def host_processes(i: int, hid: int) -> None:
-            if procs and procs[i]:
-                add_process_rows(batch, reg, hid, t_ms[i], procs[i])
-
-        gpu_procs = tb.gpu_processes or [((),) * k] * n
-        _add_processes(batch, reg, [hid] * n, host_processes, gpu_procs, dids.tolist(), device)
+        firsts = range(0, n * k + 1, k) if k else [0] * (n + 1)
+        add_run_processes(
+            np,
+            batch,
+            reg,
+            hid,
+            host.columns[1],
+            tb.host_processes,
+            tb.gpu_processes,
+            firsts,
+            device,
+        )
     _add_columns(batch, dids.tolist() if k else [], flat_ts, device, host)
     lo, hi = float(ts.min()), float(ts.max())
     span = batch.host_spans.get(hid)
@@ -281,53 +282,20 @@ def _add_processes(
     batch: Batch,
     reg: Registry,
     hids: list[int],
-    host_processes: Callable[[int, int], None],
+    ticks: Sequence[Tick],
     per_tick: Sequence[Sequence[tuple[GpuProcess, ...]]],
-    dids: list[int],
+    firsts: Sequence[int],
     device: Any,
 ) -> None:
     """Process rows and GPU shares, tick by tick in order (process ids are given out in the
-    order ``add_tick`` gives them): ``host_processes(i, hid)`` adds tick ``i``'s CPU side,
-    ``per_tick[i]`` holds the processes on each of its GPUs.
-
-    A GPU with one process already known on its host (the common case while a job runs) is
-    done inline: that process's share of the tick is all of it (``tick_shares``: x / x is
-    exactly 1.0), so its minute sums grow by the tick's own integers."""
+    order ``add_tick`` gives them): ``per_tick[i]`` holds the processes on each GPU of tick
+    ``i``, whose device rows start at ``firsts[i]``."""
     rows = device.tolist()
-    latest = reg.latest_proc
-    gpu_proc_rows = batch.gpu_proc_rows
-    share_ticks = batch.share_ticks
-    sums = batch.share_sums
-    at = 0
-    for i, (hid, gpus) in enumerate(zip(hids, per_tick, strict=True)):
-        host_processes(i, hid)
+    for hid, tick, gpus, at in zip(hids, ticks, per_tick, firsts, strict=False):
+        add_host_processes(batch, reg, hid, tick)
         for procs in gpus:
             if procs:
-                row = rows[at]
-                proc = latest.get((hid, procs[0].pid)) if len(procs) == 1 else None
-                if proc is None:
-                    add_gpu_processes(batch, reg, hid, dids[at], procs, row)
-                else:
-                    did, t, dt, util, energy = row[0], row[1], row[2], row[3], row[7]
-                    gp = procs[0]
-                    sm = gp.sm_util
-                    gpu_proc_rows.append(
-                        (did, t, proc, gp.used_memory, None if sm is None else round(sm))
-                    )
-                    if (did, t) in share_ticks:
-                        batch.share_dups.add((did, t))
-                    share_ticks.add((did, t))
-                    if dt:
-                        key = (did, t - t % MINUTE_MS, proc)
-                        sum_row = sums.get(key)
-                        if sum_row is None:
-                            sum_row = sums[key] = [0.0, 0.0, 0.0, 0.0]
-                        if util < IDLE_UTIL_PERCENT:
-                            sum_row[1] += 1.0 * dt
-                            sum_row[3] += 1.0 * energy
-                        else:
-                            sum_row[0] += 1.0 * dt
-                        sum_row[2] += 1.0 * energy
+                add_gpu_sample(batch, reg, hid, procs, rows[at])
             at += 1
 
 

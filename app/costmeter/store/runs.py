@@ -204,10 +204,15 @@ def _encode(col: str, value: object) -> object:
 class RunStore:
     """Reads and writes run rows through its own connection. Safe to share between threads."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, path: Path, *, owns_connection: bool = False
+    ) -> None:
         self._conn = conn
         self.path = path
         self._mutex = threading.RLock()
+        # ``family_runs`` answers are kept only where every write through the connection
+        # passes through this object (see ``_FamilyMemo``); not on a ``Store``'s connection.
+        self._family = _FamilyMemo() if owns_connection else None
 
     @classmethod
     def open(
@@ -215,7 +220,7 @@ class RunStore:
     ) -> RunStore:
         # Never moves a damaged file aside: the recorder (or Store.open) decides that.
         conn, _ = open_database(path, busy_timeout=busy_timeout, replace_corrupt=False)
-        return cls(conn, Path(path))
+        return cls(conn, Path(path), owns_connection=True)
 
     def close(self) -> None:
         with self._mutex:
@@ -241,7 +246,10 @@ class RunStore:
                 f"INSERT INTO runs ({','.join(cols)}) VALUES ({marks})",
                 [_encode(c, values[c]) for c in cols],
             )
-            return int(cur.lastrowid or 0)
+            run_id = int(cur.lastrowid or 0)
+            if self._family is not None:
+                self._family.inserted(run_id, values)
+            return run_id
 
     def update(self, run_id: int, **values: object) -> None:
         bad = set(values) - _WRITABLE
@@ -251,10 +259,14 @@ class RunStore:
             return
         sets = ", ".join(f"{c} = ?" for c in values)
         with self._mutex:
-            self._conn.execute(
-                f"UPDATE runs SET {sets} WHERE id = ?",
-                [*(_encode(c, v) for c, v in values.items()), run_id],
-            )
+            try:
+                self._conn.execute(
+                    f"UPDATE runs SET {sets} WHERE id = ?",
+                    [*(_encode(c, v) for c, v in values.items()), run_id],
+                )
+            finally:  # a failed statement may still have changed the row
+                if self._family is not None:
+                    self._family.updated(run_id, values)
 
     def get(self, run_id: int) -> RunRow | None:
         with self._mutex:
@@ -324,11 +336,15 @@ class RunStore:
         still owns it and writes its real end wins). True when the row changed."""
         marks = ",".join("?" * len(UNFINISHED))
         with self._mutex:
-            cur = self._conn.execute(
-                f"UPDATE runs SET status = 'lost', ended = ?, message = ?"
-                f" WHERE id = ? AND status IN ({marks})",
-                (ended, message, run_id, *UNFINISHED),
-            )
+            try:
+                cur = self._conn.execute(
+                    f"UPDATE runs SET status = 'lost', ended = ?, message = ?"
+                    f" WHERE id = ? AND status IN ({marks})",
+                    (ended, message, run_id, *UNFINISHED),
+                )
+            finally:
+                if self._family is not None:
+                    self._family.updated(run_id, {"status": "lost", "ended": ended})
             return cur.rowcount > 0
 
     def last_sampled(self, run: RunRow) -> float | None:
@@ -362,30 +378,18 @@ class RunStore:
         """The latest succeeded, priced runs whose command key (after its ``gpus=N``) starts
         with ``key_prefix``, newest first: what a prediction fits (``service.run_prediction``
         keeps those of the same family). The GPU model is that of the run's first GPU on its
-        host, when the store knows it."""
+        host, when the store knows it.
+
+        The answer is kept and brought up to date from the rows this store wrote since (a run
+        service predicts every run it queues: hundreds in a sweep); the whole query runs again
+        whenever another connection has written to the file."""
         escaped = key_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         pattern = escaped + "%"
         with self._mutex:
-            rows = self._conn.execute(
-                "SELECT r.id, r.command_key, r.ended - r.started, r.cost, r.spec, r.run_dir,"
-                " (SELECT d.name FROM devices d JOIN hosts h ON h.id = d.host_id"
-                "  WHERE h.hostname = coalesce(r.node, r.host)"
-                "  AND d.idx = json_extract(r.gpus, '$[0]') AND coalesce(d.name, '') != ''"
-                "  ORDER BY coalesce(d.last_seen, 0) DESC LIMIT 1)"
-                " FROM runs r WHERE r.status = 'succeeded' AND r.cost IS NOT NULL"
-                " AND r.currency = ? AND r.started IS NOT NULL AND r.ended IS NOT NULL"
-                " AND substr(r.command_key, instr(r.command_key, ' ') + 1) LIKE ? ESCAPE '\\'"
-                " ORDER BY r.id DESC LIMIT ?",
-                (currency, pattern, limit),
-            ).fetchall()
-        out = []
-        for rid, key, duration, cost, spec, run_dir, model in rows:
-            try:
-                nproc = int(json.loads(spec or "{}").get("nproc_per_node") or 1)
-            except (ValueError, TypeError, AttributeError):
-                nproc = 1
-            out.append(PastRow(rid, key, float(duration), float(cost), model, nproc, run_dir))
-        return out
+            memo = self._family
+            if memo is None:
+                return _family_rows(self._conn, currency, pattern, limit)
+            return memo.rows(self._conn, currency, pattern, limit)
 
     def estimated_runs(self) -> list[RunRow]:
         """Finished runs whose cost is an estimate (to price again once samples arrive)."""
@@ -421,6 +425,165 @@ class RunStore:
         stop = end if end is not None else (run.ended if run.ended is not None else start)
         with self._mutex:
             return _samples(self._conn, run, start, max(start, stop))
+
+
+#: The columns ``family_runs`` reads: an update of none of them leaves its answers as they were.
+_FAMILY_COLUMNS = frozenset(
+    {"status", "cost", "currency", "started", "ended", "command_key", "spec", "run_dir"}
+    | {"node", "host", "gpus"}
+)
+#: Columns that must not be NULL for a row to be one of ``family_runs``'s.
+_FAMILY_NOT_NULL = ("cost", "currency", "started", "ended", "command_key")
+_FAMILY_SQL = (
+    "SELECT r.id, r.command_key, r.ended - r.started, r.cost, r.spec, r.run_dir,"
+    " (SELECT d.name FROM devices d JOIN hosts h ON h.id = d.host_id"
+    "  WHERE h.hostname = coalesce(r.node, r.host)"
+    "  AND d.idx = json_extract(r.gpus, '$[0]') AND coalesce(d.name, '') != ''"
+    "  ORDER BY coalesce(d.last_seen, 0) DESC LIMIT 1)"
+    " FROM runs r WHERE r.status = 'succeeded' AND r.cost IS NOT NULL"
+    " AND r.currency = ? AND r.started IS NOT NULL AND r.ended IS NOT NULL"
+    " AND substr(r.command_key, instr(r.command_key, ' ') + 1) LIKE ? ESCAPE '\\'"
+)
+
+
+def _family_rows(
+    conn: sqlite3.Connection,
+    currency: str,
+    pattern: str,
+    limit: int,
+    ids: Sequence[int] | None = None,
+) -> list[PastRow]:
+    """``family_runs``'s query: the newest ``limit`` rows, or (``ids``) those of these rows that
+    qualify."""
+    if ids is None:
+        sql = _FAMILY_SQL + " ORDER BY r.id DESC LIMIT ?"
+        params: tuple[object, ...] = (currency, pattern, limit)
+    else:
+        sql = _FAMILY_SQL + f" AND r.id IN ({','.join('?' * len(ids))}) ORDER BY r.id DESC"
+        params = (currency, pattern, *ids)
+    out = []
+    for rid, key, duration, cost, spec, run_dir, model in conn.execute(sql, params).fetchall():
+        try:
+            nproc = int(json.loads(spec or "{}").get("nproc_per_node") or 1)
+        except (ValueError, TypeError, AttributeError):
+            nproc = 1
+        out.append(PastRow(rid, key, float(duration), float(cost), model, nproc, run_dir))
+    return out
+
+
+def _data_version(conn: sqlite3.Connection) -> int:
+    """Changes whenever another connection commits to the file (not for this one's writes)."""
+    return int(conn.execute("PRAGMA data_version").fetchone()[0])
+
+
+@dataclass
+class _FamilyAnswer:
+    #: Newest first.
+    rows: list[PastRow]
+    ids: frozenset[int]
+    #: ``PRAGMA data_version`` before the rows were read.
+    version: int
+    #: How much of the memo's log of touched rows the answer has taken in.
+    seen: int
+
+
+class _FamilyMemo:
+    """``family_runs`` answers kept per (currency, pattern, limit), and a log of the rows
+    written through the connection since that may change them (its only writer is its
+    ``RunStore``; ``Store.runs()`` shares a connection and keeps no memo).
+
+    An answer stays valid while no other connection writes (``PRAGMA data_version``); the rows
+    this store wrote since are read again by id and merged in. Merging is exact: the answer
+    held the newest ``limit`` qualifying rows, so a row that now qualifies enters by its id,
+    and only a row that stopped qualifying out of a full answer makes room for an older one
+    (then the whole query runs again). A write is logged unless it leaves the row
+    disqualified (queued, running, unpriced...) and the row is in no answer: then no answer
+    changes. Used under the store's mutex."""
+
+    #: Past this many logged ids the log starts again and every answer is read anew.
+    MAX_LOG = 4096
+    MAX_ANSWERS = 64
+
+    def __init__(self) -> None:
+        self._answers: dict[tuple[str, str, int], _FamilyAnswer] = {}
+        self._log: list[int] = []
+
+    def inserted(self, run_id: int, values: Mapping[str, object]) -> None:
+        """A new row (its columns not in ``values`` are NULL)."""
+        if values.get("status") == "succeeded" and all(
+            values.get(c) is not None for c in _FAMILY_NOT_NULL
+        ):
+            self._touched(run_id)
+
+    def updated(self, run_id: int, values: Mapping[str, object]) -> None:
+        """Columns of a row set to ``values`` (the others as they were)."""
+        if _FAMILY_COLUMNS.isdisjoint(values):
+            return
+        disqualified = ("status" in values and values["status"] != "succeeded") or any(
+            c in values and values[c] is None for c in _FAMILY_NOT_NULL
+        )
+        if not disqualified or any(run_id in a.ids for a in self._answers.values()):
+            self._touched(run_id)
+
+    def _touched(self, run_id: int) -> None:
+        if len(self._log) >= self.MAX_LOG:
+            self._log.clear()
+            self._answers.clear()
+        self._log.append(run_id)
+
+    def rows(
+        self, conn: sqlite3.Connection, currency: str, pattern: str, limit: int
+    ) -> list[PastRow]:
+        key = (currency, pattern, limit)
+        version = _data_version(conn)
+        old = self._answers.get(key)
+        if old is not None and old.version == version:
+            if old.seen == len(self._log):
+                return list(old.rows)
+            merged = self._merged(conn, old, currency, pattern, limit)
+            # Nothing written by another connection while the touched rows were read: the
+            # merged answer is the file's as of ``version``.
+            if merged is not None and _data_version(conn) == version:
+                if isinstance(merged, _FamilyAnswer):  # ``old``, unchanged
+                    old.seen = len(self._log)
+                    return list(old.rows)
+                return self._keep(key, merged, version)
+        return self._keep(key, _family_rows(conn, currency, pattern, limit), version)
+
+    def _merged(
+        self,
+        conn: sqlite3.Connection,
+        old: _FamilyAnswer,
+        currency: str,
+        pattern: str,
+        limit: int,
+    ) -> _FamilyAnswer | list[PastRow] | None:
+        """``old`` when nothing it holds changed, else the new rows; None: read them all."""
+        touched = set(self._log[old.seen :])
+        fresh = _family_rows(conn, currency, pattern, limit, ids=sorted(touched))
+        gone = (touched & old.ids).difference(r[0] for r in fresh)
+        if gone and len(old.rows) >= limit:
+            return None  # an older row may take its place: read them all again
+        if not fresh and not gone:
+            return old
+        rows = [r for r in old.rows if r[0] not in touched]
+        if rows and fresh and fresh[-1][0] < rows[0][0]:
+            rows.extend(fresh)
+            rows.sort(key=_row_id, reverse=True)
+        else:
+            rows[:0] = fresh  # newer than every row kept (fresh is newest first)
+        return rows[:limit]
+
+    def _keep(self, key: tuple[str, str, int], rows: list[PastRow], version: int) -> list[PastRow]:
+        if key not in self._answers and len(self._answers) >= self.MAX_ANSWERS:
+            self._answers.clear()
+        ids = frozenset(r[0] for r in rows)
+        self._answers[key] = _FamilyAnswer(rows, ids, version, len(self._log))
+        return list(rows)
+
+
+def _row_id(row: PastRow) -> int:
+    return row[0]
 
 
 def find_host(conn: sqlite3.Connection, name: str) -> tuple[int, str, int | None] | None:

@@ -90,6 +90,15 @@ class _Register:
 
 
 _Item = Tick | TickBatch | _Register
+#: An item and the caller's clock time when it was queued: a registration is recorded as of
+#: then, and retention runs as of the first item queued at or after its time. With a simulated
+#: clock the writer thread's own reading would depend on how far ahead the producer had run.
+_Queued = tuple[_Item, float]
+
+
+def _retention_due(entries: Sequence[_Queued], due: float) -> float | None:
+    """The queue time of the first of ``entries`` queued at or after ``due``, or None."""
+    return next((at for _, at in entries if at >= due), None)
 
 
 def _weight(item: _Item) -> int:
@@ -125,9 +134,10 @@ class Writer:
         self.notice: str | None = None
         self._lock = RecorderLock(self.path, command=command)
         self._cond = threading.Condition()
-        self._queue: deque[_Item] = deque()
+        #: Items with the caller's clock time when each was queued (see ``_Queued``).
+        self._queue: deque[_Queued] = deque()
         self._queued_ticks = 0  # ticks in the queue (a TickBatch counts its length)
-        self._inflight: list[_Item] = []  # taken from the queue, not yet committed
+        self._inflight: list[_Queued] = []  # taken from the queue, not yet committed
         self._inflight_ticks = 0
         self._submitted = 0
         self._committed = 0
@@ -200,7 +210,7 @@ class Writer:
                     and self._alive()
                 ):
                     self._cond.wait(0.5)
-            self._queue.append(item)
+            self._queue.append((item, self.clock.now()))
             self._queued_ticks += weight
             self._submitted += 1
             first_drop = False
@@ -221,7 +231,7 @@ class Writer:
 
         False when there is none to drop.
         """
-        for i, queued in enumerate(self._queue):
+        for i, (queued, _) in enumerate(self._queue):
             if isinstance(queued, Tick | TickBatch):
                 del self._queue[i]
                 self._queued_ticks -= _weight(queued)
@@ -266,7 +276,9 @@ class Writer:
         self._thread = None
         with self._cond:
             unwritten = sum(
-                _weight(i) for i in (*self._inflight, *self._queue) if not isinstance(i, _Register)
+                _weight(i)
+                for i, _ in (*self._inflight, *self._queue)
+                if not isinstance(i, _Register)
             )
             self._lost = self._dropped + unwritten
             lost = self._lost
@@ -334,18 +346,33 @@ class Writer:
                     if self._stopping and not self._queue and not self._inflight:
                         break
                     self._flush_requested = False
-                    while self._inflight_ticks < self.batch_ticks and self._queue:
-                        self._inflight.append(self._queue.popleft())
-                        weight = _weight(self._inflight[-1])
+                    # A write ends at the first item queued at or after retention's time, so
+                    # retention always runs on the same rows at the same time: with a
+                    # simulated clock the result does not depend on how far ahead the
+                    # producer has run.
+                    due_at = _retention_due(self._inflight, next_retention)
+                    while (
+                        due_at is None and self._inflight_ticks < self.batch_ticks and self._queue
+                    ):
+                        entry = self._queue.popleft()
+                        self._inflight.append(entry)
+                        weight = _weight(entry[0])
                         self._queued_ticks -= weight
                         self._inflight_ticks += weight
-                    items = list(self._inflight)
+                        if entry[1] >= next_retention:
+                            due_at = entry[1]
+                    entries = list(self._inflight)
                 last_attempt = time.monotonic()
-                ok = self._write(conn, items, cutoffs)
+                ok = self._write(conn, entries, cutoffs)
                 if not ok and self._stopping:
                     break  # one final try on stop; stop() reports what is left
-                if ok and self.clock.now() >= next_retention:
-                    next_retention = self._retain(conn)
+                if ok and due_at is not None:
+                    # as of the last scheduled time the queue has reached (a batch of ticks
+                    # may pass several), so ticks queued one by one or in batches prune alike
+                    missed = (due_at - next_retention) // RETENTION_INTERVAL
+                    next_retention = self._retain(
+                        conn, next_retention + missed * RETENTION_INTERVAL
+                    )
                     cutoffs = read_cutoffs(conn)
         finally:
             conn.close()
@@ -353,8 +380,9 @@ class Writer:
             with self._cond:
                 self._cond.notify_all()
 
-    def _write(self, conn: sqlite3.Connection, items: list[_Item], cutoffs: Cutoffs) -> bool:
+    def _write(self, conn: sqlite3.Connection, entries: list[_Queued], cutoffs: Cutoffs) -> bool:
         t0 = time.perf_counter()
+        items = [item for item, _ in entries]
         batch = Batch()
         ticks = 0
         try:
@@ -362,7 +390,7 @@ class Writer:
             try:
                 reg = Registry(conn)
                 run: list[Tick] = []  # consecutive ticks, added in bulk where they can be
-                for item in (*items, None):
+                for item, queued_at in (*entries, (None, 0.0)):
                     if isinstance(item, Tick):
                         run.append(item)
                         continue
@@ -375,7 +403,8 @@ class Writer:
                                 add_tick(batch, reg, tick)
                         ticks += len(item)
                     elif item is not None:
-                        reg.register(item.host, item.devices, self.clock.now())
+                        # when it was registered, not when this thread got to it
+                        reg.register(item.host, item.devices, queued_at)
                 # Each device's newest stored sample before this batch (primary key look-ups).
                 last_stored = {
                     did: conn.execute(
@@ -450,9 +479,11 @@ class Writer:
             self._cond.notify_all()
         return True
 
-    def _retain(self, conn: sqlite3.Connection) -> float:
-        """Apply retention; return when to do it next (of the writer's clock)."""
-        now = self.clock.now()
+    def _retain(self, conn: sqlite3.Connection, now: float | None = None) -> float:
+        """Apply retention as of ``now`` (default: the clock's time); return when to do it
+        next (of the writer's clock)."""
+        if now is None:
+            now = self.clock.now()
         try:
             apply_retention(conn, self.retention, now)
         except sqlite3.Error as err:

@@ -281,6 +281,29 @@ class SimDevice:
             self._last_energy = value
             return value
 
+    def integrals(self) -> tuple[int, int, int]:
+        """(the second the integrals are valid at the start of, the energy counter then in mJ,
+        the last counter value read): where a chunk simulated in columns starts."""
+        with self._lock:
+            return self._i_sec, self._energy_mj, self._last_energy
+
+    def settle(
+        self,
+        sec: int,
+        energy_mj: int,
+        last_energy: int,
+        cpu_acc: Iterable[tuple[SimProcess, float]],
+    ) -> None:
+        """Set the integrals to what a chunk simulated in columns reached: valid at the start
+        of ``sec`` (energy ``energy_mj``, each process's ``cpu_acc``), the counter last read
+        as ``last_energy``; as ``_advance`` and ``energy_mj`` would have left them."""
+        with self._lock:
+            self._i_sec = sec
+            self._energy_mj = energy_mj
+            self._last_energy = last_energy
+            for proc, acc in cpu_acc:
+                proc.cpu_acc = acc
+
     def cpu_time_s(self, proc: SimProcess, t: float) -> float:
         """CPU seconds ``proc`` has used up to time ``t``."""
         return self.cpu_now(proc, t)[1]

@@ -19,6 +19,7 @@ exercises the pynvml code a real driver meets.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, Any
 
 import pynvml
 
@@ -27,6 +28,9 @@ from costmeter.core.model import DeviceInfo, DeviceSample, GpuProcess
 from costmeter.sampling.nvml import NvmlSampler
 from costmeter.sampling.simulated.device import DevState, SimDevice
 from costmeter.sampling.simulated.fake_nvml import FakeHandle, FakeNvml, mig_uuid
+
+if TYPE_CHECKING:
+    from costmeter.sampling.simulated.gpu_columns import GpuChunk
 
 _floor = math.floor
 
@@ -199,6 +203,15 @@ class DirectSimSampler(NvmlSampler):
                 )
             )
             procs.append(_processes(g, st, stamp) if g.procs else ())
+
+    def sample_columns(self, ts: Any, secs: Any, frac: Any) -> GpuChunk | None:
+        """What ``sample_values`` would give at clock times ``ts`` (a float64 array, ascending;
+        ``secs`` their whole seconds, ``frac`` ``ts - secs``), of ``plain()`` GPUs, simulated
+        over the chunk as columns (``gpu_columns.py``); None where that cannot be done."""
+        from costmeter.sampling.simulated.gpu_columns import gpu_chunk
+
+        assert self._gpus is not None
+        return gpu_chunk(self._gpus, ts, secs, frac)
 
 
 def _processes(g: _Gpu, st: DevState, stamp: int) -> tuple[GpuProcess, ...]:

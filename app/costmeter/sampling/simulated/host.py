@@ -45,6 +45,19 @@ class SimulatedHostSampler:
     def fake(self) -> FakeNvml:
         return self._fake
 
+    @property
+    def cpu_count(self) -> int:
+        return self._cpus
+
+    @property
+    def memory_total(self) -> int:
+        return self._memory_total
+
+    def placement(self) -> list[tuple[SimDevice, SimProcess, Owner]]:
+        """The host's processes in sample order: each simulated process by PID with the first
+        GPU it runs on and its owner (for the column path, ``host_columns.py``)."""
+        return self._placement()
+
     def info(self) -> HostInfo:
         return HostInfo(
             hostname=self._hostname,

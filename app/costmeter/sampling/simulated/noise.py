@@ -7,6 +7,7 @@ That is what makes a simulation reproducible whatever the sampling rate: the val
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable
 from hashlib import blake2b
 
 _KEY = struct.Struct("<qqqq").pack
@@ -27,6 +28,14 @@ def uniforms8(seed: int, a: int, b: int, c: int) -> tuple[float, ...]:
     """Eight independent uniforms in [0, 1) drawn from the key (seed, a, b, c)."""
     words = _WORDS8(blake2b(_KEY(seed & _MASK, a, b, c), digest_size=32).digest())
     return tuple(map(_SCALE, words))
+
+
+def digests(seed: int, a: int, b: int, cs: Iterable[int], size: int) -> bytes:
+    """The digests ``uniforms`` (``size`` 16) or ``uniforms8`` (32) draw from, for the keys
+    (seed, a, b, c) of each ``c``, joined: their little-endian 32-bit words over 2**32 are the
+    same uniforms, read many at once (``columns_noise.py``)."""
+    s = seed & _MASK
+    return b"".join([blake2b(_KEY(s, a, b, c), digest_size=size).digest() for c in cs])
 
 
 def hex_digest(*parts: object, size: int = 16) -> str:
