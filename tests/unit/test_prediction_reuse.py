@@ -16,8 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from costmeter import progress
-from costmeter.cost.least_squares import fit
-from costmeter.cost.prediction import Target, fit_ones, predict
+from costmeter.cost.least_squares import fit, fit_ones
+from costmeter.cost.prediction import Target, predict
 from costmeter.service import run_prediction
 from costmeter.service.run_prediction import (
     Predictions,

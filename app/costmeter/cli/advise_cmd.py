@@ -13,7 +13,6 @@ from costmeter.core.units import parse_duration
 from costmeter.cost.ledger import format_money
 from costmeter.service.advice import AdviceResult, advise
 from costmeter.store import Store
-from costmeter.store.database import open_database
 
 #: Exit status when the database is missing or unreadable.
 NO_DATABASE = 3
@@ -31,12 +30,11 @@ def run(args: argparse.Namespace) -> int:
         say(f"there is no database at {db} yet. Record first: costmeter record --db {db}")
         return NO_DATABASE
     try:
-        # Never moves a damaged file aside (Store.open would): advice only reads.
-        conn, _ = open_database(db, create=False, replace_corrupt=False)
+        # Never creates or moves a file: these only read.
+        store = Store.open(db, create=False)
     except StoreError as exc:
         say(str(exc))
         return NO_DATABASE
-    store = Store(conn, db)
     try:
         # Only reads: runs left "running" are reconciled by `costmeter runs` and run services.
         result = advise(store, config, since_s=since)

@@ -14,7 +14,6 @@ from costmeter.cost.whatif import WhatIf
 from costmeter.cost.whatif_text import HEADERS, NUMERIC, cells, closing
 from costmeter.service.whatif import whatif_device, whatif_run
 from costmeter.store import Store
-from costmeter.store.database import open_database
 
 #: Exit status when the database is missing or unreadable (as ``advise``).
 NO_DATABASE = 3
@@ -27,11 +26,11 @@ def run(args: argparse.Namespace) -> int:
         say(f"there is no database at {db} yet. Record or run something first.")
         return NO_DATABASE
     try:
-        conn, _ = open_database(db, create=False, replace_corrupt=False)
+        # Never creates or moves a file: these only read.
+        store = Store.open(db, create=False)
     except StoreError as exc:
         say(str(exc))
         return NO_DATABASE
-    store = Store(conn, db)
     try:
         if args.run is not None:
             result = whatif_run(store, config, args.run, args.precision)

@@ -42,7 +42,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from costmeter.cost.affine_model import affine_fit
-from costmeter.cost.least_squares import Fit, fit
+from costmeter.cost.least_squares import Fit, fit, fit_ones
 from costmeter.cost.progress_model import StepRun, progress_fit
 
 #: No fit on fewer runs than this, whatever the number of parameters.
@@ -307,31 +307,6 @@ def _power_law(
         if affine is not None and affine[1] < found[1] * (1 - 1e-9):
             found = affine
     return found, ""
-
-
-def fit_ones(y: Sequence[float]) -> Fit | None:
-    """``least_squares.fit`` of ``y`` on the intercept alone (every row ``(1.0,)``), by the same
-    floating-point operations in the same order, so the same ``Fit`` to the last bit (a test
-    holds them equal), without its per-row loops over one column. Every prediction fits this
-    model; repeating one command, it is the only one."""
-    n = len(y)
-    if n <= 1:
-        return None
-    inv = 1.0 / float(n)  # (X^T X)^-1: X^T X is n ones added up
-    coef = 0 + inv * sum(y)  # sum() of one product, as ``fit`` adds up its coefficients
-    fitted = 0 + coef * 1.0
-    # Leverage 1/n: at most 0.5 here, so every run can be left out (no infinite PRESS).
-    h = 0 + 1.0 * (0 + inv * 1.0)
-    sse = 0.0
-    press = 0.0
-    for v in y:
-        e = v - fitted
-        sse += e * e
-        press = press + (e / (1 - h)) ** 2
-    mean = sum(y) / n
-    sst = sum((v - mean) ** 2 for v in y)
-    r2 = None if sst <= 0 else max(0.0, 1 - sse / sst)
-    return Fit((coef,), ((inv,),), sse, n - 1, press, r2)
 
 
 def _affine(

@@ -59,21 +59,20 @@ _MEASURED = attrgetter("energy_measured")
 _DT = attrgetter("dt_s")
 _ENERGY = attrgetter("energy_j")
 _PER_CORE = attrgetter("per_core")
-#: HostSample fields stored rounded, after multiplying by the factor (ts, then as stored).
-_HOST_SCALED = tuple(
-    (attrgetter(name), k)
-    for name, k in (
-        ("ts", 1000),
-        ("cpu_percent", 100),
-        ("load1", 100),
-        ("load5", 100),
-        ("load15", 100),
-        ("disk_read_bps", 1),
-        ("disk_write_bps", 1),
-        ("net_rx_bps", 1),
-        ("net_tx_bps", 1),
-    )
+#: HostSample fields stored rounded after multiplying by the factor, as stored after ts (by
+#: ``TickBatch.host_values`` name: a batch's ts comes from ``TickBatch.ts``).
+_HOST_SCALED_NAMES = (
+    ("cpu_percent", 100),
+    ("load1", 100),
+    ("load5", 100),
+    ("load15", 100),
+    ("disk_read_bps", 1),
+    ("disk_write_bps", 1),
+    ("net_rx_bps", 1),
+    ("net_tx_bps", 1),
 )
+#: The same of a ``HostSample``, ts first.
+_HOST_SCALED = tuple((attrgetter(name), k) for name, k in (("ts", 1000), *_HOST_SCALED_NAMES))
 #: HostSample fields stored as given (whole numbers of bytes).
 _HOST_AS_GIVEN = (attrgetter("mem_used"), attrgetter("mem_total"), attrgetter("swap_used"))
 #: ``TickBatch.device`` columns in ``device_samples`` order (after ts).
@@ -85,17 +84,6 @@ _STORED_DEVICE = (
     "temp_c",
     "sm_clock_mhz",
     "mem_clock_mhz",
-)
-#: The same scaled fields by ``TickBatch.host_values`` name (ts comes from ``TickBatch.ts``).
-_HOST_SCALED_NAMES = (
-    ("cpu_percent", 100),
-    ("load1", 100),
-    ("load5", 100),
-    ("load15", 100),
-    ("disk_read_bps", 1),
-    ("disk_write_bps", 1),
-    ("net_rx_bps", 1),
-    ("net_tx_bps", 1),
 )
 _MEM_USED = attrgetter("mem_used")
 
