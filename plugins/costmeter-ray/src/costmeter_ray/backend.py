@@ -71,6 +71,9 @@ log = logging.getLogger("costmeter_ray")
 DEFAULT_NAMESPACE = "costmeter"
 #: Seconds a call to a node agent may take before Costmeter gives up on it.
 CALL_TIMEOUT_S = 20.0
+#: How long a run the node took for lost, whose run actor still lives, waits for the actor to
+#: report its exit code before it counts as lost.
+LATE_END_S = 30.0
 #: Seconds a first ``where`` question may take before a run counts as waiting for resources.
 PROBE_WAIT_S = 2.0
 
@@ -355,7 +358,23 @@ class RayBackend:
                 message="Its Ray actor is gone and no node of the cluster has a record of it "
                 "(the node may have left the cluster, or the cluster was restarted).",
             )
+        if self._end_not_yet_reported(handle, rec, ns):
+            return status_from({**rec, "ended": None})
         return status_from(rec)
+
+    def _end_not_yet_reported(self, handle: RunHandle, rec: dict[str, Any], ns: str) -> bool:
+        """Whether the node's agent took the run for lost (its process gone a second with no end
+        reported) while its run actor still lives: a busy machine can delay the actor's report
+        of the exit code by more than that second, and the run is not over before it comes
+        (or ``LATE_END_S`` passes, or the actor dies)."""
+        ended = rec.get("ended")
+        if ended is None or rec.get("exit_code") is not None or rec.get("end_known", True):
+            return False
+        if rec.get("started") is None or rec.get("cancel_requested"):
+            return False
+        if time.time() - float(ended) >= LATE_END_S:
+            return False
+        return self._actor(handle.key, ns) is not None
 
     def _run(self, handle: RunHandle) -> _Run:
         with self._lock:
